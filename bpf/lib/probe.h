@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The loader contract every bpfleet probe follows (bpf/README.md): common arguments, hook
+ * selection at load time, BTF discovery, output modes (table, --json, --machine), loss
+ * counters and exit codes. A probe's own x.c only describes itself and fills .rodata.
+ */
+#ifndef BPFLEET_PROBE_H
+#define BPFLEET_PROBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <bpf/libbpf.h>
+#include "bpfleet/stats.h"
+
+/* Exit codes (documented in bpf/README.md). */
+enum {
+	EXIT_OK = 0,
+	EXIT_RUNTIME = 1,	/* failure while running (I/O, map read) */
+	EXIT_USAGE = 2,		/* bad arguments */
+	EXIT_UNSUPPORTED = 3,	/* kernel lacks a hook or BTF the probe needs */
+	EXIT_LOAD = 4,		/* the kernel (verifier) rejected the program */
+	EXIT_ATTACH = 5,	/* attaching a selected hook failed */
+	EXIT_PERM = 6,		/* not allowed to load BPF (needs root / CAP_BPF+CAP_PERFMON) */
+};
+
+enum hook_kind {
+	HOOK_TRACEPOINT,	/* SEC("tracepoint/cat/name"), needs tracefs event */
+	HOOK_TP_BTF,		/* SEC("tp_btf/name"), needs kernel BTF with btf_trace_<name> */
+	HOOK_RAW_TP,		/* SEC("raw_tp/name"), needs the tracepoint, no BTF */
+	HOOK_KPROBE,		/* SEC("kprobe/func"), needs kprobes and the symbol */
+	HOOK_KRETPROBE,		/* SEC("kretprobe/func") */
+};
+
+struct probe_hook {
+	const char *group;	/* hooks of one group are alternatives, in preference order */
+	const char *prog;	/* BPF program name in the object */
+	enum hook_kind kind;
+	const char *target;	/* "cat/name" for tracepoints, the tracepoint name, or a function */
+};
+
+enum field_type {
+	FT_U8, FT_U16, FT_U32, FT_U64, FT_S32, FT_S64,
+	FT_COMM,	/* char[16], NUL-padded */
+	FT_ADDR,	/* __u8[16]: IPv4 in the first 4 bytes or IPv6, per the "family" field */
+};
+
+enum field_format {
+	FMT_PLAIN,
+	FMT_FAMILY,	/* AF_INET / AF_INET6 */
+	FMT_TCPSTATE,	/* kernel TCP state numbers */
+	FMT_HEX,
+	FMT_KTIME_NS,	/* CLOCK_MONOTONIC ns (bpf_ktime_get_ns) */
+};
+
+struct probe_field {
+	const char *name;
+	enum field_type type;
+	size_t offset;
+	size_t size;
+	enum field_format format;
+	const char *unit;	/* "ns", "us", "bytes", "packets", "" */
+	const char *desc;
+	int width;		/* table column width, 0: no table column */
+};
+
+#define FIELD(st, member, t, fmt, unit, w, desc) \
+	{ #member, t, offsetof(st, member), sizeof(((st *)0)->member), fmt, unit, desc, w }
+
+struct probe_arg {
+	const char *name;	/* long option */
+	const char *value;	/* metavar, NULL for a flag */
+	const char *desc;
+};
+
+struct probe_ctx;
+
+struct probe_def {
+	const char *name;
+	const char *version;
+	const char *summary;
+	const char *kind;		/* "stream": one record per kernel event; "interval": aggregates */
+	const char *record;		/* C struct name of a record */
+	size_t record_size;
+	const struct probe_field *fields;
+	size_t nfields;
+	const struct probe_hook *hooks;
+	size_t nhooks;
+	const struct probe_arg *args;	/* probe-specific options (besides the common ones) */
+	size_t nargs;
+	/* Probe-specific option; return 0 if handled, -1 if not this probe's option. */
+	int (*parse_arg)(const char *name, const char *value);
+	/* Interval probes: called every --interval with the loaded object. Returns <0 on error. */
+	int (*on_interval)(struct probe_ctx *ctx, struct bpf_object *obj);
+};
+
+struct probe_env {
+	bool verbose;
+	bool json;
+	bool machine;
+	bool describe;
+	bool manifest;
+	int duration_s;			/* 0: until SIGINT/SIGTERM */
+	int interval_ms;		/* interval probes and stats cadence in machine mode */
+	uint32_t pid;
+	char comm[BPFLEET_TASK_COMM_LEN];
+	bool comm_set;
+	uint16_t lports[BPFLEET_MAX_PORTS];
+	uint32_t nlports;
+	uint16_t rports[BPFLEET_MAX_PORTS];
+	uint32_t nrports;
+	const char *btf_path;
+	const char *prefer;		/* --prefer KIND: try this hook kind first */
+	uint32_t ringbuf_kb;
+	int stats_interval_ms;
+};
+
+extern struct probe_env env;
+
+/* Parses argv: the common options, then def->parse_arg. Exits on --help or usage errors. */
+void probe_parse_args(const struct probe_def *def, int argc, char **argv);
+
+/*
+ * Before open: the BTF libbpf should use. NULL means the kernel's own. Exits with
+ * EXIT_UNSUPPORTED and a message naming the kernel when there is none.
+ */
+const char *probe_btf_path(const struct probe_def *def);
+
+/* --describe / --manifest: prints and returns true when the loader should exit. */
+bool probe_handle_describe(const struct probe_def *def);
+
+/*
+ * After open, before load: resizes the ring buffer, writes common filters into .rodata
+ * (the skeleton's rodata pointer is passed as the struct of common fields) and chooses one
+ * hook per group, disabling autoload of the others. Exits with EXIT_UNSUPPORTED when a group
+ * has no hook this kernel offers.
+ */
+void probe_prepare(const struct probe_def *def, struct bpf_object *obj);
+
+/* Load, attach the chosen hooks, poll the ring buffer and run intervals until done. */
+int probe_run(const struct probe_def *def, struct bpf_object *obj);
+
+/* Emits one record in the current output mode (interval probes call it from on_interval). */
+int probe_emit(struct probe_ctx *ctx, const void *rec, size_t size);
+
+/* Counts records an interval probe could not read (lost) and marks an interval end. */
+void probe_count_lost(struct probe_ctx *ctx, uint64_t n);
+void probe_interval_end(struct probe_ctx *ctx);
+
+/* Monotonic clock in ns, same clock as bpf_ktime_get_ns(). */
+uint64_t probe_now_ns(void);
+
+/* Embedded manifests/BTFs: provided by generated code per probe and architecture. */
+struct embedded_btf {
+	const char *release;
+	const unsigned char *start;
+	const unsigned char *end;
+};
+extern const struct embedded_btf bpfleet_embedded_btfs[];
+
+#endif

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * tcpstates: TCP state transitions with the time spent in the old state.
+ * Hooks, in preference order: the sock:inet_sock_set_state tracepoint (Linux 4.16+, no BTF
+ * needed in the kernel), else a kprobe on tcp_set_state() for older kernels.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "bpfleet/common.bpf.h"
+#include "tcpstates.h"
+
+#define IPPROTO_TCP 6
+#define TCP_CLOSE 7
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Keeps struct tcpstates_event in the object's BTF, for the manifest check. */
+const volatile struct tcpstates_event tcpstates_event_layout = {};
+
+/* When each socket entered its current state. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} entered SEC(".maps");
+
+static __always_inline int record(__u64 skaddr, int oldstate, int newstate, __u16 family,
+				  __u16 lport, __u16 rport, const void *saddr, const void *daddr)
+{
+	struct tcpstates_event *e;
+	__u64 now = bpf_ktime_get_ns(), *start, delta_us = 0;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (!bpfleet_ports_match(lport, rport) || !bpfleet_task_match(tgid, NULL))
+		return 0;
+
+	start = bpf_map_lookup_elem(&entered, &skaddr);
+	if (start)
+		delta_us = (now - *start) / 1000;
+
+	e = bpfleet_reserve(sizeof(*e));
+	if (e) {
+		e->ts_ns = now;
+		e->skaddr = skaddr;
+		e->delta_us = delta_us;
+		e->pid = tgid;
+		e->family = family;
+		e->lport = lport;
+		e->rport = rport;
+		e->oldstate = (__u16)oldstate;
+		e->newstate = (__u16)newstate;
+		e->__pad = 0;
+		bpf_get_current_comm(e->comm, sizeof(e->comm));
+		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
+		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+		if (family == AF_INET) {
+			__builtin_memcpy(e->saddr, saddr, 4);
+			__builtin_memcpy(e->daddr, daddr, 4);
+		} else {
+			__builtin_memcpy(e->saddr, saddr, 16);
+			__builtin_memcpy(e->daddr, daddr, 16);
+		}
+		bpf_ringbuf_submit(e, 0);
+	}
+
+	if (newstate == TCP_CLOSE)
+		bpf_map_delete_elem(&entered, &skaddr);
+	else
+		bpfleet_map_update(&entered, &skaddr, &now, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int tcpstates_tp(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	__u8 saddr[16], daddr[16];
+	__u16 family = ctx->family;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	/* Array fields of the context are read, not dereferenced: CO-RE moves their offsets. */
+	if (family == AF_INET) {
+		bpf_core_read(saddr, 4, &ctx->saddr);
+		bpf_core_read(daddr, 4, &ctx->daddr);
+	} else {
+		bpf_core_read(saddr, 16, &ctx->saddr_v6);
+		bpf_core_read(daddr, 16, &ctx->daddr_v6);
+	}
+	return record((__u64)(unsigned long)ctx->skaddr, ctx->oldstate, ctx->newstate, family,
+		      ctx->sport, ctx->dport, saddr, daddr);
+}
+
+SEC("kprobe/tcp_set_state")
+int BPF_KPROBE(tcpstates_kprobe, struct sock *sk, int state)
+{
+	__u8 saddr[16] = {}, daddr[16] = {};
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	int old = BPF_CORE_READ(sk, __sk_common.skc_state);
+
+	if (old == state)
+		return 0;
+	if (family == AF_INET) {
+		BPF_CORE_READ_INTO(saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO(daddr, sk, __sk_common.skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	return record((__u64)(unsigned long)sk, old, state, family,
+		      BPF_CORE_READ(sk, __sk_common.skc_num),
+		      bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)), saddr, daddr);
+}
