@@ -5,14 +5,9 @@
  * needed in the kernel), else a kprobe on tcp_set_state() for older kernels.
  */
 #include "vmlinux.h"
-#include <bpf/bpf_helpers.h>
-#include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
-#include <bpf/bpf_endian.h>
 #include "bpfleet/common.bpf.h"
 #include "tcpstates.h"
 
-#define IPPROTO_TCP 6
 #define TCP_CLOSE 7
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -28,9 +23,10 @@ struct {
 	__type(value, __u64);
 } entered SEC(".maps");
 
-static __always_inline int record(__u64 skaddr, int oldstate, int newstate, __u16 family,
-				  __u16 lport, __u16 rport, const void *saddr, const void *daddr)
+static __always_inline int on_tcp_state(struct sock *sk, int oldstate, int newstate, __u16 family,
+					__u16 lport, __u16 rport, const __u8 *saddr, const __u8 *daddr)
 {
+	__u64 skaddr = (__u64)(unsigned long)sk;
 	struct tcpstates_event *e;
 	__u64 now = bpf_ktime_get_ns(), *start, delta_us = 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
@@ -76,43 +72,4 @@ static __always_inline int record(__u64 skaddr, int oldstate, int newstate, __u1
 	return 0;
 }
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int tcpstates_tp(struct trace_event_raw_inet_sock_set_state *ctx)
-{
-	__u8 saddr[16], daddr[16];
-	__u16 family = ctx->family;
-
-	if (ctx->protocol != IPPROTO_TCP)
-		return 0;
-	/* Array fields of the context are read, not dereferenced: CO-RE moves their offsets. */
-	if (family == AF_INET) {
-		bpf_core_read(saddr, 4, &ctx->saddr);
-		bpf_core_read(daddr, 4, &ctx->daddr);
-	} else {
-		bpf_core_read(saddr, 16, &ctx->saddr_v6);
-		bpf_core_read(daddr, 16, &ctx->daddr_v6);
-	}
-	return record((__u64)(unsigned long)ctx->skaddr, ctx->oldstate, ctx->newstate, family,
-		      ctx->sport, ctx->dport, saddr, daddr);
-}
-
-SEC("kprobe/tcp_set_state")
-int BPF_KPROBE(tcpstates_kprobe, struct sock *sk, int state)
-{
-	__u8 saddr[16] = {}, daddr[16] = {};
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	int old = BPF_CORE_READ(sk, __sk_common.skc_state);
-
-	if (old == state)
-		return 0;
-	if (family == AF_INET) {
-		BPF_CORE_READ_INTO(saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(daddr, sk, __sk_common.skc_daddr);
-	} else {
-		BPF_CORE_READ_INTO(saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	}
-	return record((__u64)(unsigned long)sk, old, state, family,
-		      BPF_CORE_READ(sk, __sk_common.skc_num),
-		      bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)), saddr, daddr);
-}
+#include "bpfleet/tcp_state.bpf.h"

@@ -23,8 +23,8 @@ static const struct probe_field fields[] = {
 };
 
 static const struct probe_hook hooks[] = {
-	{ "set_state", "tcpstates_tp", HOOK_TRACEPOINT, "sock/inet_sock_set_state" },
-	{ "set_state", "tcpstates_kprobe", HOOK_KPROBE, "tcp_set_state" },
+	{ "set_state", "tcp_state_tp", HOOK_TRACEPOINT, "sock/inet_sock_set_state" },
+	{ "set_state", "tcp_state_kprobe", HOOK_KPROBE, "tcp_set_state" },
 };
 
 static const struct probe_def def = {

@@ -1,0 +1,5 @@
+export * from './paths.js';
+export * from './require.js';
+export * from './frames.js';
+export * from './probe.js';
+export * from './tcpgen.js';
