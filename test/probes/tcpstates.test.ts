@@ -1,6 +1,10 @@
 import { describe, expect, it, beforeAll } from 'vitest';
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import {
+  bpfOutDir,
   FrameKind,
   kernelFeatures,
   probeBinary,
@@ -157,6 +161,29 @@ describe('tcpstates on this kernel', () => {
     // ...and every transition made is either delivered or counted as lost.
     expect(delivered + last.kernel.ringbuf_full).toBe(200 * CLIENT.length);
     expect(last.records).toBe(delivered);
+  });
+
+  it('runs on a minimized BTF (the path kernels without BTF take) and refuses a missing one', async () => {
+    // Minimize this kernel's BTF to what tcpstates relocates against, as the build does for
+    // kernels that ship none, and make the loader use it instead of /sys/kernel/btf/vmlinux.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bpfleet-minbtf-'));
+    const min = path.join(dir, 'tcpstates.btf');
+    execFileSync('bpftool', ['gen', 'min_core_btf', '/sys/kernel/btf/vmlinux', min,
+      path.join(bpfOutDir, 'x86_64', 'obj', 'tcpstates.bpf.o')]);
+    expect(statSync(min).size).toBeLessThan(statSync('/sys/kernel/btf/vmlinux').size / 20);
+    const port = pickPort();
+    const run = runProbe('tcpstates', ['--json', '--rport', String(port), '--btf', min, '-v'], { waitReady: true });
+    await run.ready;
+    const gen = await tcpgen({ port, send: 1, recv: 1 });
+    await run.waitForEvent((e) => e.newstate === 'CLOSE', 5000);
+    const res = await run.stop();
+    expect(res.stderr).toContain(`btf: ${min}`);
+    expect(res.events.map((e) => `${e.oldstate}>${e.newstate}`)).toEqual(CLIENT);
+    expect(res.events.every((e) => e.pid === gen.pid)).toBe(true);
+
+    const bad = await runProbe('tcpstates', ['--btf', path.join(dir, 'missing.btf')], { stdout: 'none' });
+    expect(bad.code).toBe(3);
+    expect(bad.stderr).toMatch(/cannot read --btf .*missing\.btf: No such file/);
   });
 
   it('--describe reports the kernel and which hooks it offers', () => {
