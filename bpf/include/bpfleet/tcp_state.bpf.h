@@ -49,12 +49,13 @@ int BPF_KPROBE(tcp_state_kprobe, struct sock *sk, int state)
 
 	if (old == state)
 		return 0;
+	/* Explicit sizes: BPF_CORE_READ_INTO into a byte array would copy sizeof(__u8). */
 	if (family == AF_INET) {
-		BPF_CORE_READ_INTO(saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(daddr, sk, __sk_common.skc_daddr);
+		bpf_core_read(saddr, 4, &sk->__sk_common.skc_rcv_saddr);
+		bpf_core_read(daddr, 4, &sk->__sk_common.skc_daddr);
 	} else {
-		BPF_CORE_READ_INTO(saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		bpf_core_read(saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	return on_tcp_state(sk, old, state, family, BPF_CORE_READ(sk, __sk_common.skc_num),
 			    bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport)), saddr, daddr);
