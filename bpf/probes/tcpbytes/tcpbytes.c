@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* tcpbytes loader: see tcpbytes.bpf.c and bpf/README.md for the contract. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/types.h>
+#include <bpf/bpf.h>
+#include "probe.h"
+#include "tcpbytes.h"
+#include "tcpbytes.skel.h"
+
+#define EV struct tcpbytes_event
+static const struct probe_field fields[] = {
+	FIELD(EV, ts_ns, FT_U64, FMT_KTIME_NS, "ns", 0, "end of the interval"),
+	FIELD(EV, pid, FT_U32, FMT_PLAIN, "", 7, "process (tgid)"),
+	FIELD(EV, comm, FT_COMM, FMT_PLAIN, "", 16, "command name of the first thread seen this interval"),
+	FIELD(EV, sent_bytes, FT_U64, FMT_PLAIN, "bytes", 12, "TCP payload sent this interval"),
+	FIELD(EV, recv_bytes, FT_U64, FMT_PLAIN, "bytes", 12, "TCP payload received this interval"),
+	FIELD(EV, sent_total, FT_U64, FMT_PLAIN, "bytes", 14, "TCP payload sent since the probe started"),
+	FIELD(EV, recv_total, FT_U64, FMT_PLAIN, "bytes", 14, "TCP payload received since the probe started"),
+	FIELD(EV, send_calls, FT_U64, FMT_PLAIN, "", 10, "sends that moved data this interval"),
+	FIELD(EV, recv_calls, FT_U64, FMT_PLAIN, "", 10, "receives that moved data this interval"),
+};
+
+static const struct probe_hook hooks[] = {
+	{ "send", "tcpio_send_tp", HOOK_TRACEPOINT, "sock/sock_send_length" },
+	{ "send", "tcpio_send_kp", HOOK_KPROBE, "tcp_sendmsg" },
+	{ "send", "tcpio_send_krp", HOOK_KRETPROBE, "tcp_sendmsg" },
+	{ "recv", "tcpio_recv_tp", HOOK_TRACEPOINT, "sock/sock_recv_length" },
+	{ "recv", "tcpio_recv_kp", HOOK_KPROBE, "tcp_cleanup_rbuf" },
+};
+
+/* Totals since start, per process, sorted by pid. */
+struct proc {
+	__u32 pid;
+	bool seen;		/* active this interval */
+	__u64 sent_total;
+	__u64 recv_total;
+};
+
+static struct {
+	int outer, fds[2], slot, ncpu;
+	__u32 *keys;
+	struct tcpbytes_val *vals;
+	EV *recs;
+	struct proc *procs;
+	size_t nprocs, cap;
+} st = { .outer = -1 };
+
+static struct proc *proc_get(__u32 pid)
+{
+	size_t lo = 0, hi = st.nprocs;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (st.procs[mid].pid == pid)
+			return &st.procs[mid];
+		if (st.procs[mid].pid < pid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (st.nprocs == st.cap) {
+		size_t cap = st.cap ? st.cap * 2 : 256;
+		struct proc *p = realloc(st.procs, cap * sizeof(*p));
+
+		if (!p)
+			return NULL;
+		st.procs = p;
+		st.cap = cap;
+	}
+	memmove(&st.procs[lo + 1], &st.procs[lo], (st.nprocs - lo) * sizeof(*st.procs));
+	st.nprocs++;
+	memset(&st.procs[lo], 0, sizeof(*st.procs));
+	st.procs[lo].pid = pid;
+	return &st.procs[lo];
+}
+
+/* Forget processes that are gone: their last record already carried their totals. */
+static void procs_prune(void)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < st.nprocs; i++) {
+		struct proc *p = &st.procs[i];
+
+		if (!p->seen && kill((pid_t)p->pid, 0) && errno == ESRCH)
+			continue;
+		p->seen = false;
+		st.procs[o++] = *p;
+	}
+	st.nprocs = o;
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+	const EV *x = a, *y = b;
+	__u64 tx = x->sent_bytes + x->recv_bytes, ty = y->sent_bytes + y->recv_bytes;
+
+	if (tx != ty)
+		return tx < ty ? 1 : -1;
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+static int setup(struct bpf_object *obj)
+{
+	struct bpf_map *a = bpf_object__find_map_by_name(obj, "bytes_a");
+	struct bpf_map *b = bpf_object__find_map_by_name(obj, "bytes_b");
+	struct bpf_map *cur = bpf_object__find_map_by_name(obj, "bytes_cur");
+
+	st.ncpu = libbpf_num_possible_cpus();
+	if (!a || !b || !cur || st.ncpu <= 0) {
+		fprintf(stderr, "tcpbytes: internal: maps or cpu count missing\n");
+		return -1;
+	}
+	st.fds[0] = bpf_map__fd(a);
+	st.fds[1] = bpf_map__fd(b);
+	st.outer = bpf_map__fd(cur);
+	st.keys = calloc(TCPBYTES_MAX_PROCS, sizeof(*st.keys));
+	st.recs = calloc(TCPBYTES_MAX_PROCS, sizeof(*st.recs));
+	st.vals = calloc((size_t)st.ncpu, sizeof(*st.vals));
+	if (!st.keys || !st.recs || !st.vals) {
+		fprintf(stderr, "tcpbytes: out of memory\n");
+		return -1;
+	}
+	return 0;
+}
+
+static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
+{
+	__u32 zero = 0, n = 0, nrec = 0;
+	__u64 now;
+	int old, err;
+
+	if (st.outer < 0 && setup(obj))
+		return -1;
+	/*
+	 * Point the programs at the other map. Updating an array of maps waits for running
+	 * programs (synchronize_rcu), so from here on nothing writes the old one.
+	 */
+	old = st.fds[st.slot];
+	if (bpf_map_update_elem(st.outer, &zero, &st.fds[st.slot ^ 1], BPF_ANY)) {
+		fprintf(stderr, "tcpbytes: cannot swap maps: %s\n", strerror(errno));
+		return -1;
+	}
+	st.slot ^= 1;
+	now = probe_now_ns();
+
+	while (n < TCPBYTES_MAX_PROCS &&
+	       !bpf_map_get_next_key(old, n ? &st.keys[n - 1] : NULL, &st.keys[n]))
+		n++;
+	for (__u32 i = 0; i < n; i++) {
+		EV *r = &st.recs[nrec];
+		struct proc *p;
+
+		err = bpf_map_lookup_elem(old, &st.keys[i], st.vals);
+		bpf_map_delete_elem(old, &st.keys[i]);
+		p = err ? NULL : proc_get(st.keys[i]);
+		if (!p) {
+			probe_count_lost(ctx, 1);
+			continue;
+		}
+		memset(r, 0, sizeof(*r));
+		r->ts_ns = now;
+		r->pid = st.keys[i];
+		/* Per-CPU parts: the comm was written on the CPU that created the entry. */
+		for (int c = 0; c < st.ncpu; c++) {
+			const struct tcpbytes_val *v = &st.vals[c];
+
+			r->sent_bytes += v->sent;
+			r->recv_bytes += v->recv;
+			r->send_calls += v->send_calls;
+			r->recv_calls += v->recv_calls;
+			if (!r->comm[0] && v->comm[0])
+				memcpy(r->comm, v->comm, sizeof(r->comm));
+		}
+		p->sent_total += r->sent_bytes;
+		p->recv_total += r->recv_bytes;
+		p->seen = true;
+		r->sent_total = p->sent_total;
+		r->recv_total = p->recv_total;
+		nrec++;
+	}
+
+	qsort(st.recs, nrec, sizeof(*st.recs), cmp_rec);
+	for (__u32 i = 0; i < nrec; i++)
+		if (probe_emit(ctx, &st.recs[i], sizeof(st.recs[i])))
+			return -1;
+	procs_prune();
+	return 0;
+}
+
+static const struct probe_def def = {
+	.name = "tcpbytes",
+	.version = "1.0.0",
+	.summary = "TCP payload bytes sent and received per process, per interval and in total",
+	.kind = "interval",
+	.record = "tcpbytes_event",
+	.record_size = sizeof(EV),
+	.fields = fields,
+	.nfields = sizeof(fields) / sizeof(fields[0]),
+	.hooks = hooks,
+	.nhooks = sizeof(hooks) / sizeof(hooks[0]),
+	.on_interval = on_interval,
+};
+
+int main(int argc, char **argv)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts);
+	struct tcpbytes_bpf *skel;
+	int err;
+
+	probe_parse_args(&def, argc, argv);
+	if (env.manifest)
+		return probe_handle_describe(&def) ? EXIT_OK : EXIT_RUNTIME;
+	opts.btf_custom_path = probe_btf_path(&def);
+	if (probe_handle_describe(&def))
+		return EXIT_OK;
+
+	skel = tcpbytes_bpf__open_opts(&opts);
+	if (!skel) {
+		fprintf(stderr, "tcpbytes: failed to open BPF object\n");
+		return EXIT_RUNTIME;
+	}
+	probe_prepare(&def, skel->obj);
+	err = probe_run(&def, skel->obj);
+	tcpbytes_bpf__destroy(skel);
+	return err;
+}
