@@ -87,6 +87,10 @@ if [ ! -e /sys/kernel/tracing/events ]; then
   mount -t tracefs nodev /sys/kernel/tracing || echo "setup: warning: could not mount tracefs" >&2
 fi
 
+# The real Debian kernels the emulated boards boot (cached; the committed BTF is reused).
+step "Debian test kernels (toolchains/kernels.sh)"
+bash "$here/kernels.sh"
+
 if [ "$run_npm" = 1 ] && [ -f "$repo/package-lock.json" ]; then
   step "npm ci"
   (cd "$repo" && npm ci --no-audit --no-fund --loglevel=error)
