@@ -120,18 +120,24 @@ apt_configure() {
 APT_UPDATED_NOW=0
 apt_update() {
   step "apt-get update (private config: $APTDIR)"
-  local log=$APTDIR/update.log
-  if apt-get -q "${APT_OPTS[@]}" update >"$log" 2>&1; then
-    touch "$APTDIR/.updated"
+  local log=$APTDIR/update.log try
+  # A mirror mid-sync fails one index at a time: retry, then go on with what apt has (a
+  # package that is really missing still fails loudly when it is downloaded).
+  for try in 1 2 3; do
+    if apt-get -q "${APT_OPTS[@]}" update >"$log" 2>&1; then
+      touch "$APTDIR/.updated"
+      APT_UPDATED_NOW=1
+      return 0
+    fi
+    warn "apt-get update failed (try $try of 3)"
+    sleep $((try * 3))
+  done
+  sed 's/^/    | /' "$log" >&2
+  if [[ -f $APTDIR/.updated ]] || compgen -G "$APTDIR/state/lists/*_Packages*" >/dev/null; then
+    warn "apt-get update incomplete; continuing with the package lists apt has"
     APT_UPDATED_NOW=1
   else
-    sed 's/^/    | /' "$log" >&2
-    if [[ -f $APTDIR/.updated ]]; then
-      warn "apt-get update failed; continuing with the previous package lists"
-      APT_UPDATED_NOW=1
-    else
-      die "apt-get update of the private apt configuration failed (log above)"
-    fi
+    die "apt-get update of the private apt configuration failed (log above)"
   fi
 }
 
