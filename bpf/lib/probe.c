@@ -164,7 +164,7 @@ static void parse_ports(const char *opt, const char *s, uint16_t *ports, uint32_
 	free(copy);
 }
 
-void probe_parse_args(const struct probe_def *def, int argc, char **argv)
+static void parse_args(const struct probe_def *def, int argc, char **argv)
 {
 	struct option opts[NCOMMON + 32 + 1];
 	size_t n = 0;
@@ -239,7 +239,7 @@ void probe_parse_args(const struct probe_def *def, int argc, char **argv)
 
 static char btf_fd_path[64];
 
-const char *probe_btf_path(const struct probe_def *def)
+static const char *btf_path(const struct probe_def *def)
 {
 	struct utsname u;
 	char list[512] = "";
@@ -401,7 +401,8 @@ static void unsupported_exit(const struct probe_def *def, const char *group)
 	die(EXIT_UNSUPPORTED, "unsupported on this kernel (%s %s): needs %s", u.release, u.machine, need);
 }
 
-bool probe_handle_describe(const struct probe_def *def)
+/* --describe / --manifest: prints and returns true when the loader should exit. */
+static bool handle_describe(const struct probe_def *def)
 {
 	struct utsname u;
 	char why[256];
@@ -433,6 +434,25 @@ bool probe_handle_describe(const struct probe_def *def)
 	}
 	printf("]}\n");
 	return true;
+}
+
+/* ---------------------------------------------------------------- start */
+
+bool probe_init(const struct probe_def *def, int argc, char **argv,
+		struct bpf_object_open_opts *opts)
+{
+	parse_args(def, argc, argv);
+	/* --manifest first: it must not touch the kernel, not even to look for BTF. */
+	if (env.manifest)
+		return !handle_describe(def);
+	opts->btf_custom_path = btf_path(def);
+	return !handle_describe(def);
+}
+
+int probe_open_failed(const struct probe_def *def)
+{
+	fprintf(stderr, "%s: failed to open BPF object: %s\n", def->name, strerror(errno));
+	return EXIT_RUNTIME;
 }
 
 /* ---------------------------------------------------------------- prepare */

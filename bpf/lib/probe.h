@@ -118,17 +118,19 @@ struct probe_env {
 
 extern struct probe_env env;
 
-/* Parses argv: the common options, then def->parse_arg. Exits on --help or usage errors. */
-void probe_parse_args(const struct probe_def *def, int argc, char **argv);
-
 /*
- * Before open: the BTF libbpf should use. NULL means the kernel's own. Exits with
- * EXIT_UNSUPPORTED and a message naming the kernel when there is none.
+ * The start of every main(), before the skeleton is opened: parses argv (the common options,
+ * then def->parse_arg; exits on --help or usage errors), prints the manifest for --manifest
+ * without touching the kernel, points opts->btf_custom_path at the BTF libbpf should use
+ * (NULL: the kernel's own; exits with EXIT_UNSUPPORTED and a message naming the kernel when
+ * there is none), and prints the description for --describe. Returns false when the loader
+ * should exit with EXIT_OK (after --manifest or --describe), true when it should go on.
  */
-const char *probe_btf_path(const struct probe_def *def);
+bool probe_init(const struct probe_def *def, int argc, char **argv,
+		struct bpf_object_open_opts *opts);
 
-/* --describe / --manifest: prints and returns true when the loader should exit. */
-bool probe_handle_describe(const struct probe_def *def);
+/* The skeleton's open failed (errno says why): prints so and returns EXIT_RUNTIME. */
+int probe_open_failed(const struct probe_def *def);
 
 /*
  * After open, before load: resizes the ring buffer, writes common filters into .rodata

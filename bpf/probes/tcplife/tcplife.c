@@ -47,18 +47,11 @@ int main(int argc, char **argv)
 	struct tcplife_bpf *skel;
 	int err;
 
-	probe_parse_args(&def, argc, argv);
-	if (env.manifest)
-		return probe_handle_describe(&def) ? EXIT_OK : EXIT_RUNTIME;
-	opts.btf_custom_path = probe_btf_path(&def);
-	if (probe_handle_describe(&def))
+	if (!probe_init(&def, argc, argv, &opts))
 		return EXIT_OK;
-
 	skel = tcplife_bpf__open_opts(&opts);
-	if (!skel) {
-		fprintf(stderr, "tcplife: failed to open BPF object\n");
-		return EXIT_RUNTIME;
-	}
+	if (!skel)
+		return probe_open_failed(&def);
 	probe_prepare(&def, skel->obj);
 	err = probe_run(&def, skel->obj);
 	tcplife_bpf__destroy(skel);
