@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/types.h>
-#include <bpf/bpf.h>
 #include "probe.h"
+#include "swap_map.h"
 #include "tcpbytes.h"
 #include "tcpbytes.skel.h"
 
@@ -40,13 +40,11 @@ struct proc {
 };
 
 static struct {
-	int outer, fds[2], slot, ncpu;
-	__u32 *keys;
-	struct tcpbytes_val *vals;
-	EV *recs;
+	struct swap_map bytes;	/* bytes_a / bytes_b behind bytes_cur, keyed by tgid */
+	EV recs[TCPBYTES_MAX_PROCS];	/* one per key of the retired map, sorted for output */
 	struct proc *procs;
 	size_t nprocs, cap;
-} st = { .outer = -1 };
+} st = { .bytes = SWAP_MAP_INIT };
 
 static struct proc *proc_get(__u32 pid)
 {
@@ -104,70 +102,33 @@ static int cmp_rec(const void *a, const void *b)
 	return x->pid < y->pid ? -1 : x->pid > y->pid;
 }
 
-static int setup(struct bpf_object *obj)
-{
-	struct bpf_map *a = bpf_object__find_map_by_name(obj, "bytes_a");
-	struct bpf_map *b = bpf_object__find_map_by_name(obj, "bytes_b");
-	struct bpf_map *cur = bpf_object__find_map_by_name(obj, "bytes_cur");
-
-	st.ncpu = libbpf_num_possible_cpus();
-	if (!a || !b || !cur || st.ncpu <= 0) {
-		fprintf(stderr, "tcpbytes: internal: maps or cpu count missing\n");
-		return -1;
-	}
-	st.fds[0] = bpf_map__fd(a);
-	st.fds[1] = bpf_map__fd(b);
-	st.outer = bpf_map__fd(cur);
-	st.keys = calloc(TCPBYTES_MAX_PROCS, sizeof(*st.keys));
-	st.recs = calloc(TCPBYTES_MAX_PROCS, sizeof(*st.recs));
-	st.vals = calloc((size_t)st.ncpu, sizeof(*st.vals));
-	if (!st.keys || !st.recs || !st.vals) {
-		fprintf(stderr, "tcpbytes: out of memory\n");
-		return -1;
-	}
-	return 0;
-}
-
 static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 {
-	__u32 zero = 0, n = 0, nrec = 0;
-	__u64 now;
-	int old, err;
+	const struct tcpbytes_val *vals;
+	__u32 nrec = 0;
 
-	if (st.outer < 0 && setup(obj))
+	if (st.bytes.outer < 0 &&
+	    swap_map_setup(&st.bytes, obj, "tcpbytes", "bytes_cur", "bytes_a", "bytes_b"))
 		return -1;
-	/*
-	 * Point the programs at the other map. Updating an array of maps waits for running
-	 * programs (synchronize_rcu), so from here on nothing writes the old one.
-	 */
-	old = st.fds[st.slot];
-	if (bpf_map_update_elem(st.outer, &zero, &st.fds[st.slot ^ 1], BPF_ANY)) {
-		fprintf(stderr, "tcpbytes: cannot swap maps: %s\n", strerror(errno));
+	if (swap_map_flip(&st.bytes))
 		return -1;
-	}
-	st.slot ^= 1;
-	now = probe_now_ns();
-
-	while (n < TCPBYTES_MAX_PROCS &&
-	       !bpf_map_get_next_key(old, n ? &st.keys[n - 1] : NULL, &st.keys[n]))
-		n++;
-	for (__u32 i = 0; i < n; i++) {
+	vals = st.bytes.vals;
+	for (__u32 i = 0; i < st.bytes.nkeys; i++) {
+		__u32 pid = *(const __u32 *)swap_map_key(&st.bytes, i);
 		EV *r = &st.recs[nrec];
 		struct proc *p;
 
-		err = bpf_map_lookup_elem(old, &st.keys[i], st.vals);
-		bpf_map_delete_elem(old, &st.keys[i]);
-		p = err ? NULL : proc_get(st.keys[i]);
+		p = swap_map_read(&st.bytes, i) ? NULL : proc_get(pid);
 		if (!p) {
 			probe_count_lost(ctx, 1);
 			continue;
 		}
 		memset(r, 0, sizeof(*r));
-		r->ts_ns = now;
-		r->pid = st.keys[i];
+		r->ts_ns = st.bytes.flip_ns;
+		r->pid = pid;
 		/* Per-CPU parts: the comm was written on the CPU that created the entry. */
-		for (int c = 0; c < st.ncpu; c++) {
-			const struct tcpbytes_val *v = &st.vals[c];
+		for (int c = 0; c < st.bytes.ncpu; c++) {
+			const struct tcpbytes_val *v = &vals[c];
 
 			r->sent_bytes += v->sent;
 			r->recv_bytes += v->recv;
@@ -183,6 +144,7 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 		r->recv_total = p->recv_total;
 		nrec++;
 	}
+	swap_map_clear(&st.bytes);
 
 	qsort(st.recs, nrec, sizeof(*st.recs), cmp_rec);
 	for (__u32 i = 0; i < nrec; i++)

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/types.h>
-#include <bpf/bpf.h>
 #include "probe.h"
+#include "swap_map.h"
 #include "tcptop.h"
 #include "tcptop.skel.h"
 
@@ -52,11 +52,9 @@ static int parse_arg(const char *name, const char *value)
 }
 
 static struct {
-	int outer, fds[2], slot, ncpu;
-	struct tcptop_key *keys;
-	struct tcptop_val *vals;
-	EV *recs;
-} st = { .outer = -1 };
+	struct swap_map conns;	/* conns_a / conns_b behind conns_cur, keyed by connection */
+	EV recs[TCPTOP_MAX_CONNS];	/* one per key of the retired map, sorted for output */
+} st = { .conns = SWAP_MAP_INIT };
 
 static int cmp_rec(const void *a, const void *b)
 {
@@ -72,63 +70,27 @@ static int cmp_rec(const void *a, const void *b)
 	return (x->rport > y->rport) - (x->rport < y->rport);
 }
 
-static int setup(struct bpf_object *obj)
-{
-	struct bpf_map *a = bpf_object__find_map_by_name(obj, "conns_a");
-	struct bpf_map *b = bpf_object__find_map_by_name(obj, "conns_b");
-	struct bpf_map *cur = bpf_object__find_map_by_name(obj, "conns_cur");
-
-	st.ncpu = libbpf_num_possible_cpus();
-	if (!a || !b || !cur || st.ncpu <= 0) {
-		fprintf(stderr, "tcptop: internal: maps or cpu count missing\n");
-		return -1;
-	}
-	st.fds[0] = bpf_map__fd(a);
-	st.fds[1] = bpf_map__fd(b);
-	st.outer = bpf_map__fd(cur);
-	st.keys = calloc(TCPTOP_MAX_CONNS, sizeof(*st.keys));
-	st.recs = calloc(TCPTOP_MAX_CONNS, sizeof(*st.recs));
-	st.vals = calloc((size_t)st.ncpu, sizeof(*st.vals));
-	if (!st.keys || !st.recs || !st.vals) {
-		fprintf(stderr, "tcptop: out of memory\n");
-		return -1;
-	}
-	return 0;
-}
-
 static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 {
-	__u32 zero = 0, n = 0, nrec = 0;
-	__u64 now;
-	int old;
+	const struct tcptop_val *vals;
+	__u32 nrec = 0;
 
-	if (st.outer < 0 && setup(obj))
+	if (st.conns.outer < 0 &&
+	    swap_map_setup(&st.conns, obj, "tcptop", "conns_cur", "conns_a", "conns_b"))
 		return -1;
-	/*
-	 * Point the programs at the other map. Updating an array of maps waits for running
-	 * programs (synchronize_rcu), so from here on nothing writes the old one.
-	 */
-	old = st.fds[st.slot];
-	if (bpf_map_update_elem(st.outer, &zero, &st.fds[st.slot ^ 1], BPF_ANY)) {
-		fprintf(stderr, "tcptop: cannot swap maps: %s\n", strerror(errno));
+	if (swap_map_flip(&st.conns))
 		return -1;
-	}
-	st.slot ^= 1;
-	now = probe_now_ns();
-
-	while (n < TCPTOP_MAX_CONNS &&
-	       !bpf_map_get_next_key(old, n ? &st.keys[n - 1] : NULL, &st.keys[n]))
-		n++;
-	for (__u32 i = 0; i < n; i++) {
-		const struct tcptop_key *k = &st.keys[i];
+	vals = st.conns.vals;
+	for (__u32 i = 0; i < st.conns.nkeys; i++) {
+		const struct tcptop_key *k = swap_map_key(&st.conns, i);
 		EV *r = &st.recs[nrec];
 
-		if (bpf_map_lookup_elem(old, k, st.vals)) {
+		if (swap_map_read(&st.conns, i)) {
 			probe_count_lost(ctx, 1);
 			continue;
 		}
 		memset(r, 0, sizeof(*r));
-		r->ts_ns = now;
+		r->ts_ns = st.conns.flip_ns;
 		r->pid = k->pid;
 		r->family = k->family;
 		r->lport = k->lport;
@@ -136,17 +98,15 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 		memcpy(r->saddr, k->saddr, sizeof(r->saddr));
 		memcpy(r->daddr, k->daddr, sizeof(r->daddr));
 		/* Per-CPU parts: the comm was written on the CPU that created the entry. */
-		for (int c = 0; c < st.ncpu; c++) {
-			r->sent_bytes += st.vals[c].sent;
-			r->recv_bytes += st.vals[c].recv;
-			if (!r->comm[0] && st.vals[c].comm[0])
-				memcpy(r->comm, st.vals[c].comm, sizeof(r->comm));
+		for (int c = 0; c < st.conns.ncpu; c++) {
+			r->sent_bytes += vals[c].sent;
+			r->recv_bytes += vals[c].recv;
+			if (!r->comm[0] && vals[c].comm[0])
+				memcpy(r->comm, vals[c].comm, sizeof(r->comm));
 		}
 		nrec++;
 	}
-	/* Cleared for the interval after next, when the programs write to it again. */
-	for (__u32 i = 0; i < n; i++)
-		bpf_map_delete_elem(old, &st.keys[i]);
+	swap_map_clear(&st.conns);
 
 	qsort(st.recs, nrec, sizeof(*st.recs), cmp_rec);
 	if (top && nrec > top)
