@@ -70,6 +70,12 @@ uint64_t probe_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+bool probe_pid_gone(uint32_t pid)
+{
+	/* kill(0, 0) would address our own process group, which always exists. */
+	return pid && kill((pid_t)pid, 0) && errno == ESRCH;
+}
+
 static uint64_t realtime_ns(void)
 {
 	struct timespec ts;

@@ -153,6 +153,12 @@ void probe_interval_end(struct probe_ctx *ctx);
 /* Monotonic clock in ns, same clock as bpf_ktime_get_ns(). */
 uint64_t probe_now_ns(void);
 
+/*
+ * True when process pid no longer exists (kill(pid, 0) fails with ESRCH). Interval probes
+ * use it to forget per-process state of processes that exited. pid 0 is never gone.
+ */
+bool probe_pid_gone(uint32_t pid);
+
 /* Embedded manifests/BTFs: provided by generated code per probe and architecture. */
 struct embedded_btf {
 	const char *release;

@@ -7,8 +7,6 @@
  * saw last time, and emits the deltas, busiest first. Entries of processes that are gone are
  * deleted (an exited process cannot call skb_clone() any more, so nothing is lost).
  */
-#include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/types.h>
@@ -137,7 +135,7 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	/* Forget processes that are gone and were idle; their last calls are counted above. */
 	nprev = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!cur[i].delta && cur[i].tgid && kill((pid_t)cur[i].tgid, 0) && errno == ESRCH) {
+		if (!cur[i].delta && probe_pid_gone(cur[i].tgid)) {
 			bpf_map_delete_elem(fd, &cur[i].tgid);
 			continue;
 		}

@@ -1,7 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* tcpbytes loader: see tcpbytes.bpf.c and bpf/README.md for the contract. */
-#include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/types.h>
@@ -84,7 +82,7 @@ static void procs_prune(void)
 	for (size_t i = 0; i < st.nprocs; i++) {
 		struct proc *p = &st.procs[i];
 
-		if (!p->seen && kill((pid_t)p->pid, 0) && errno == ESRCH)
+		if (!p->seen && probe_pid_gone(p->pid))
 			continue;
 		p->seen = false;
 		st.procs[o++] = *p;
