@@ -116,6 +116,21 @@ static __always_inline bool bpfleet_task_match(__u32 tgid, char *comm)
 }
 
 /*
+ * Copies a connection's local and remote address into record e's 16-byte saddr and daddr:
+ * the first 4 bytes for AF_INET (the rest is left as it is), all 16 for AF_INET6. A macro,
+ * not a function: clang then still knows the record's alignment and copies in words.
+ */
+#define BPFLEET_COPY_ADDRS(e, src_saddr, src_daddr, family) do {		\
+	if ((family) == AF_INET) {						\
+		__builtin_memcpy((e)->saddr, (src_saddr), 4);			\
+		__builtin_memcpy((e)->daddr, (src_daddr), 4);			\
+	} else {								\
+		__builtin_memcpy((e)->saddr, (src_saddr), 16);			\
+		__builtin_memcpy((e)->daddr, (src_daddr), 16);			\
+	}									\
+} while (0)
+
+/*
  * Read a pointer-sized kernel field. BPF pointers are 64-bit but armv7 kernel pointers are 32-bit:
  * BPF_CORE_READ would read 8 bytes there, so read the field's real size into a zeroed u64.
  */

@@ -98,13 +98,7 @@ static __always_inline int on_tcp_state(struct sock *sk, int oldstate, int newst
 		e->pid = bpf_get_current_pid_tgid() >> 32;
 		bpf_get_current_comm(e->comm, sizeof(e->comm));
 	}
-	if (family == AF_INET) {
-		__builtin_memcpy(e->saddr, saddr, 4);
-		__builtin_memcpy(e->daddr, daddr, 4);
-	} else {
-		__builtin_memcpy(e->saddr, saddr, 16);
-		__builtin_memcpy(e->daddr, daddr, 16);
-	}
+	BPFLEET_COPY_ADDRS(e, saddr, daddr, family);
 	bpf_ringbuf_submit(e, 0);
 out:
 	bpf_map_delete_elem(&births, &skaddr);
