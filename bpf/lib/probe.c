@@ -776,8 +776,11 @@ int probe_run(const struct probe_def *def, struct bpf_object *obj)
 		fflush(stdout);
 		now = probe_now_ns();
 		if (def->on_interval && now >= next_interval) {
-			if (def->on_interval(&ctx, obj) < 0)
+			if (def->on_interval(&ctx, obj) < 0) {
+				fprintf(stderr, "%s: reading the interval's maps failed; stopping\n", def->name);
+				ctx.err = -EIO;
 				break;
+			}
 			probe_interval_end(&ctx);
 			next_interval += (uint64_t)env.interval_ms * 1000000ull;
 		}
