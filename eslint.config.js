@@ -16,6 +16,8 @@ export default [
       'bpf/out/**',
       'test/reports/**',
       'test/fixtures/.bin/**',
+      'proto/src/gen/**',
+      'proto/.gen-check/**',
       '**/vitest.config.*.timestamp*',
     ],
   },

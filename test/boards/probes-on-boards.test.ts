@@ -104,7 +104,7 @@ describe('probes on emulated boards (real Debian kernels under QEMU)', () => {
         ({ stdout, stderr } = await execFileP('bash', args, { maxBuffer: 64 << 20, timeout: 280_000 }));
       } catch (err) {
         const e = err as { stdout?: string; stderr?: string; message: string };
-        throw new Error(`qemu-run failed: ${e.message}\n${e.stderr ?? ''}\n${(e.stdout ?? '').slice(-4000)}`);
+        throw new Error(`qemu-run failed: ${e.message}\n${e.stderr ?? ''}\n${(e.stdout ?? '').slice(-4000)}`, { cause: err });
       }
       const boot = /boot-to-command ([\d.]+)s, total ([\d.]+)s/.exec(stderr);
       console.log(`${board.kernel}: boot-to-command ${boot?.[1]} s, whole matrix ${boot?.[2]} s`);
