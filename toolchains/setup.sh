@@ -92,7 +92,10 @@ step "Debian test kernels (toolchains/kernels.sh)"
 bash "$here/kernels.sh"
 
 if [ "$run_npm" = 1 ] && [ -f "$repo/package-lock.json" ]; then
-  step "npm ci"
-  (cd "$repo" && npm ci --no-audit --no-fund --loglevel=error)
+  # `npm install`, not `npm ci`: npm 11's ci rejects this lock file because @bufbuild/buf's
+  # per-platform optional packages for other systems are (correctly) not in it. install
+  # still takes the locked versions.
+  step "npm install (locked versions)"
+  (cd "$repo" && npm install --no-audit --no-fund --loglevel=error)
 fi
 step "done"
