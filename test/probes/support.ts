@@ -11,10 +11,14 @@ export function loadManifest(probe: string, arch: Arch = 'x86_64'): Manifest {
 }
 
 
-let nextPort = 20000 + (process.pid % 20000);
+// Below the kernel's ephemeral range (32768+): a connection storm leaves thousands of client
+// ports in TIME_WAIT there, and a listener on one of them would fail with EADDRINUSE.
+const PORT_LO = 20000;
+const PORT_HI = 32000;
+let nextPort = PORT_LO + (process.pid % (PORT_HI - PORT_LO));
 
 /** A loopback port for one test, different per call and per test process. */
 export function pickPort(): number {
-  nextPort = nextPort >= 59000 ? 20000 : nextPort + 7;
+  nextPort = nextPort + 7 >= PORT_HI ? PORT_LO + (nextPort % 7) : nextPort + 7;
   return nextPort;
 }

@@ -1,0 +1,62 @@
+// DeviceFacts and KernelCaps for Enroll and Hello, measured now (a kernel update changes them).
+import os from 'node:os';
+import type { DeviceFacts, KernelCaps } from '@bpfleet/proto';
+import { detectArch } from './arch.js';
+import { HostFiles } from './fs-probe.js';
+import { kernelCapsFrom, parseCapEff, tracingDir } from './kernel-caps.js';
+import { classifyLibc, type Libc } from './libc.js';
+import { countCpuList, memFromMeminfo, parseMeminfo } from './proc-parsers.js';
+
+export interface DetectOptions {
+  /** Board profile name (dayu200, hi3516dv300, ...): configured, not detectable. */
+  board?: string;
+  /** Filesystem root for /proc, /sys, /lib (tests). */
+  files?: HostFiles;
+}
+
+export async function readKernelCaps(files = new HostFiles()): Promise<KernelCaps> {
+  const tracing = tracingDir((await files.text('/proc/mounts')) ?? '');
+  const status = await files.text('/proc/self/status');
+  const capEff = status === undefined ? undefined : parseCapEff(status);
+  const euid = process.geteuid?.();
+  const tracingEvents = tracing === undefined ? undefined : await files.list(`${tracing}/events`);
+  return kernelCapsFrom({
+    btfVmlinux: await files.exists('/sys/kernel/btf/vmlinux'),
+    kprobePmu: await files.exists('/sys/bus/event_source/devices/kprobe'),
+    kprobeEvents: tracing !== undefined && (await files.exists(`${tracing}/kprobe_events`)),
+    bpfSysctl: await files.exists('/proc/sys/kernel/unprivileged_bpf_disabled'),
+    ...(tracingEvents !== undefined ? { tracingEvents } : {}),
+    ...(capEff !== undefined ? { capEff } : {}),
+    ...(euid !== undefined ? { euid } : {}),
+    ...(await files.text('/proc/sys/net/core/bpf_jit_enable').then((j) => (j !== undefined ? { jitEnable: j } : {}))),
+  });
+}
+
+export async function detectLibc(files = new HostFiles()): Promise<Libc> {
+  const report = process.report?.getReport() as
+    | { header?: { glibcVersionRuntime?: string }; sharedObjects?: string[] }
+    | undefined;
+  const glibc = report?.header?.glibcVersionRuntime;
+  return classifyLibc({
+    ...(glibc !== undefined ? { glibcVersionRuntime: glibc } : {}),
+    sharedObjects: report?.sharedObjects ?? [],
+    libEntries: (await files.list('/lib')) ?? [],
+    androidLinker: await files.exists('/system/bin/linker'),
+  });
+}
+
+export async function detectDeviceFacts(opts: DetectOptions = {}): Promise<DeviceFacts> {
+  const files = opts.files ?? new HostFiles();
+  const meminfo = await files.text('/proc/meminfo');
+  const online = await files.text('/sys/devices/system/cpu/online');
+  return {
+    board: opts.board ?? '',
+    arch: detectArch(process.arch, os.machine()),
+    kernelRelease: os.release(),
+    libc: await detectLibc(files),
+    caps: await readKernelCaps(files),
+    memoryBytes: meminfo !== undefined ? memFromMeminfo(parseMeminfo(meminfo)).totalBytes : BigInt(os.totalmem()),
+    cpus: online !== undefined ? countCpuList(online) : os.cpus().length,
+    hostname: os.hostname(),
+  };
+}

@@ -1,0 +1,3 @@
+// @bpfleet/controller
+export * from './store/index.js';
+export * from './bundles/index.js';
