@@ -36,7 +36,7 @@ const freshFile = () => join(dir, `b${++files}.db`);
 function makeBatches(batchSize: number): EventBatch[] {
   const template = seqRecord(manifest, 0);
   const count = Math.ceil(TOTAL / batchSize);
-  const next = new Array<number>(STREAMS).fill(0);
+  const next = new Array<number>(STREAMS).fill(1); // streams number records from 1
   const out: EventBatch[] = [];
   for (let b = 0; b < count; b++) {
     const s = b % STREAMS;

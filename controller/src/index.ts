@@ -1,3 +1,14 @@
 // @bpfleet/controller
 export * from './store/index.js';
 export * from './bundles/index.js';
+export * from './fleet/index.js';
+export * from './server/index.js';
+export * from './export/index.js';
+export * from './metrics/index.js';
+// The admin API's selector and command types mirror fleet/'s (exported above under the same names).
+export {
+  AdminServer, startAdminApi, clientConfigPath, readClientConfig, writeClientConfig, loadOrCreateAdminToken, newAdminToken,
+  DEFAULT_ADMIN_PORT, DEFAULT_ADMIN_URL, listBuiltProbes, followEvents, parseDuration, parseSince, validateSelector,
+  type AdminServerOptions, type StartAdminOptions, type ClientConfig, type FleetCommands, type BuiltProbe, type FollowOptions,
+} from './admin/index.js';
+export { runCli, AdminClient, CliError, resolveConnection } from './cli/index.js';

@@ -6,6 +6,12 @@ import { BatchRejectedError, StoreConflictError } from './errors.js';
 /** Seqs are kept as JS numbers: 2^53 records is centuries at 200,000 records/s. */
 export const MAX_SEQ = Number.MAX_SAFE_INTEGER;
 
+/**
+ * The agent's spool numbers each stream's records from 1, so acked_through = 0 (the proto3
+ * default) means "nothing stored".
+ */
+export const FIRST_SEQ = 1;
+
 export interface StreamKey {
   deviceId: string;
   probe: string;
@@ -70,8 +76,11 @@ export function checkBatch(deviceId: string, batch: EventBatch, schema: Schema |
   }
   if (batch.count <= 0) reject('malformed', 'count is 0; an agent sends no empty batches');
   const lo = batch.firstSeq;
-  if (lo < 0n || lo + BigInt(batch.count) > BigInt(MAX_SEQ)) {
-    reject('malformed', `first_seq ${lo} + count ${batch.count} is outside 0..2^53`);
+  if (lo < BigInt(FIRST_SEQ)) {
+    reject('malformed', `first_seq ${lo}: streams number records from ${FIRST_SEQ}; fix the agent's spool`);
+  }
+  if (lo + BigInt(batch.count) > BigInt(MAX_SEQ)) {
+    reject('malformed', `first_seq ${lo} + count ${batch.count} is beyond 2^53`);
   }
   if (batch.records.length !== batch.count * batch.recordSize) {
     reject('malformed', `records are ${batch.records.length} bytes, count ${batch.count} x record_size ` +

@@ -87,7 +87,7 @@ export const MIGRATIONS: readonly Migration[] = [
         run_id TEXT NOT NULL,
         schema_id TEXT,                         -- fixed by the first stored batch
         record_size INTEGER,
-        next_seq INTEGER NOT NULL DEFAULT 0,    -- one past the highest seq stored or in a gap
+        next_seq INTEGER NOT NULL DEFAULT 0,    -- one past the highest seq stored or in a gap; inserts set 1 (streams start at seq 1)
         stored_records INTEGER NOT NULL DEFAULT 0,
         stored_batches INTEGER NOT NULL DEFAULT 0,
         duplicate_records INTEGER NOT NULL DEFAULT 0,

@@ -65,6 +65,10 @@ describe('ackedThrough', () => {
   it('stops before the first open gap', () => {
     expect(ackedThrough(50, 10)).toBe(9);
     expect(ackedThrough(50, undefined)).toBe(49);
-    expect(ackedThrough(0, undefined)).toBe(-1);
+  });
+
+  it('is 0 for a stream with nothing contiguous from seq 1', () => {
+    expect(ackedThrough(1, undefined)).toBe(0); // a new stream
+    expect(ackedThrough(50, 1)).toBe(0); // seq 1 still missing
   });
 });

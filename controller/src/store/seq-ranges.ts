@@ -94,7 +94,7 @@ export function planLoss(nextSeq: number, openGaps: readonly Gap[], firstHeld: n
   return { removed, added, newLost, nextSeq, lost };
 }
 
-/** Last seq before the first open gap (or before next_seq): -1 when there is none. */
+/** Last seq before the first open gap (or before next_seq): 0 while seq 1 is not stored (streams start at 1). */
 export function ackedThrough(nextSeq: number, firstOpenGapFrom: number | undefined): number {
   return (firstOpenGapFrom ?? nextSeq) - 1;
 }

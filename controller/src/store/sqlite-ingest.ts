@@ -3,7 +3,7 @@
 // changes, update the cursor. The caller wraps one or many batches in one transaction.
 import type Database from 'better-sqlite3';
 import type { EventBatch } from '@bpfleet/proto';
-import { checkBatch, tsRange, type Schema } from './batch-check.js';
+import { checkBatch, FIRST_SEQ, tsRange, type Schema } from './batch-check.js';
 import { BatchRejectedError } from './errors.js';
 import { ackedThrough, planIngest, planLoss, type Gap } from './seq-ranges.js';
 import type { IngestOutcome, StreamCursorState } from './store.js';
@@ -39,8 +39,10 @@ export class SqliteIngest {
     this.s = {
       stream: db.prepare<[string], StreamState>(
         'SELECT id, schema_id, next_seq, open_gap_records, lost_gap_records FROM streams WHERE stream_id = ?'),
-      newStream: db.prepare<[string, string, string, string, number], { id: number }>(
-        'INSERT INTO streams (stream_id, device_id, probe, run_id, created_at_ms) VALUES (?, ?, ?, ?, ?) RETURNING id'),
+      // next_seq is set here, not by the column default (0, from before streams started at 1).
+      newStream: db.prepare<[string, string, string, string, number, number], { id: number }>(
+        `INSERT INTO streams (stream_id, device_id, probe, run_id, created_at_ms, next_seq) VALUES (?, ?, ?, ?, ?, ?)
+         RETURNING id`),
       setSchema: db.prepare<[string, number, number]>('UPDATE streams SET schema_id = ?, record_size = ? WHERE id = ?'),
       gapsIn: db.prepare<[number, number, number], GapDbRow>(
         'SELECT from_seq, to_seq, state, detected_at_ms FROM gaps WHERE stream = ? AND from_seq < ? AND to_seq > ? ORDER BY from_seq'),
@@ -84,8 +86,8 @@ export class SqliteIngest {
       }
       if (!stream) {
         const { key } = checked;
-        const { id } = this.s.newStream.get(batch.streamId, key.deviceId, key.probe, key.runId, nowMs)!;
-        stream = { id, schema_id: null, next_seq: 0, open_gap_records: 0, lost_gap_records: 0 };
+        const { id } = this.s.newStream.get(batch.streamId, key.deviceId, key.probe, key.runId, nowMs, FIRST_SEQ)!;
+        stream = { id, schema_id: null, next_seq: FIRST_SEQ, open_gap_records: 0, lost_gap_records: 0 };
       }
     } catch (err) {
       if (!(err instanceof BatchRejectedError)) throw err;
@@ -133,8 +135,8 @@ export class SqliteIngest {
     nowMs: number): StreamCursorState {
     let stream = this.s.stream.get(streamId);
     if (!stream) {
-      const { id } = this.s.newStream.get(streamId, streamKey.deviceId, streamKey.probe, streamKey.runId, nowMs)!;
-      stream = { id, schema_id: null, next_seq: 0, open_gap_records: 0, lost_gap_records: 0 };
+      const { id } = this.s.newStream.get(streamId, streamKey.deviceId, streamKey.probe, streamKey.runId, nowMs, FIRST_SEQ)!;
+      stream = { id, schema_id: null, next_seq: FIRST_SEQ, open_gap_records: 0, lost_gap_records: 0 };
     }
     const plan = planLoss(stream.next_seq, this.s.openGaps.all(stream.id).map(toGap), firstHeld, nowMs);
     for (const g of plan.removed) this.s.delGap.run(stream.id, g.from);

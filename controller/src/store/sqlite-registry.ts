@@ -89,6 +89,12 @@ export class SqliteRegistry {
     return r && secretMatches(credential, r.credential_hash) ? toDevice(r) : undefined;
   }
 
+  deviceByCredential(credential: string): DeviceRow | undefined {
+    // Looked up by hash: a 256-bit random secret's sha256 reveals nothing to a timing attack.
+    const r = this.db.prepare('SELECT * FROM devices WHERE credential_hash = ?').get(hashSecret(credential)) as DeviceDbRow | undefined;
+    return r && toDevice(r);
+  }
+
   markSeen(deviceId: string, seen: { online: boolean; transport?: string; facts?: DeviceFacts }, nowMs: number): void {
     const r = this.db.prepare(`UPDATE devices SET last_seen_ms = ?, online = ?, transport = coalesce(?, transport),
       facts_json = coalesce(?, facts_json) WHERE id = ?`)

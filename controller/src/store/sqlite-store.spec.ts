@@ -38,20 +38,20 @@ describe('SqliteStore on disk', () => {
   });
 
   it('keeps cursors, gaps and records across close and reopen', async () => {
-    await store.ingestBatch(DEV, batch(0, 10));
+    await store.ingestBatch(DEV, batch(1, 9));
     await store.ingestBatch(DEV, batch(20, 10));
     await store.close();
     store = SqliteStore.open(path);
     expect(await store.cursor(STREAM)).toEqual({ streamId: STREAM, ackedThrough: 9n, nextSeq: 30n, gapRecords: 10 });
     expect(await store.gaps(STREAM)).toMatchObject([{ fromSeq: 10, toSeq: 20, state: 'open' }]);
-    expect(await store.ingestBatch(DEV, batch(0, 10))).toMatchObject({ stored: 0, duplicate: 10 });
+    expect(await store.ingestBatch(DEV, batch(1, 9))).toMatchObject({ stored: 0, duplicate: 9 });
     expect(await store.ingestBatch(DEV, batch(10, 10))).toMatchObject({ stored: 10, ackedThrough: 29n });
     expect((await store.events({ streamId: STREAM, limit: 100 })).map((e) => e.fields['pid']))
-      .toEqual(Array.from({ length: 30 }, (_, i) => 1000 + i));
+      .toEqual(Array.from({ length: 29 }, (_, i) => 1001 + i));
   });
 
   it('reports a full disk naming the file, storing nothing of the batch', async () => {
-    await store.ingestBatch(DEV, batch(0, 10));
+    await store.ingestBatch(DEV, batch(1, 9));
     const pages = store.db.pragma('page_count', { simple: true }) as number;
     store.db.pragma(`max_page_count = ${pages + 2}`); // room for far less than 2000 x 88 bytes
     const err = await store.ingestBatch(DEV, batch(10, 2000)).then(() => undefined, (e: unknown) => e);
@@ -67,7 +67,7 @@ describe('SqliteStore on disk', () => {
     const other = new Database(path);
     other.exec('BEGIN IMMEDIATE');
     try {
-      const err = await store.ingestBatch(DEV, batch(0, 1)).then(() => undefined, (e: unknown) => e);
+      const err = await store.ingestBatch(DEV, batch(1, 1)).then(() => undefined, (e: unknown) => e);
       expect(err).toBeInstanceOf(StoreIoError);
       expect((err as StoreIoError).sqliteCode).toMatch(/^SQLITE_BUSY/);
       expect((err as Error).message).toContain(`database ${path} stayed locked`);
@@ -75,7 +75,7 @@ describe('SqliteStore on disk', () => {
       other.exec('ROLLBACK');
       other.close();
     }
-    expect(await store.ingestBatch(DEV, batch(0, 1))).toMatchObject({ stored: 1 });
+    expect(await store.ingestBatch(DEV, batch(1, 1))).toMatchObject({ stored: 1 });
   });
 
   it('says which path it cannot open', () => {
@@ -104,7 +104,7 @@ describe('migrations', () => {
       expect(LATEST_VERSION).toBeGreaterThan(1);
       expect(await store.devices()).toMatchObject([{ id: DEV, name: 'old-board', labels: { lab: '3' } }]);
       await store.putManifest(schemaId, manifest);
-      expect(await store.ingestBatch(DEV, batch(0, 3))).toMatchObject({ stored: 3 });
+      expect(await store.ingestBatch(DEV, batch(1, 3))).toMatchObject({ stored: 3 });
       await store.recordPipelineStats(DEV, { streamId: STREAM, records: 3n, kernelRingbufFull: 0n, kernelMapFull: 0n,
         kernelSampledOut: 0n, kernelReadFailed: 0n, loaderLost: 0n, agentQueueDropped: 0n, spoolEvicted: 0n, spoolCorrupt: 0n, timeUnixNs: 1n });
       expect(store.db.prepare('SELECT version FROM schema_version ORDER BY version').pluck().all())

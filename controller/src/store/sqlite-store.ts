@@ -114,6 +114,9 @@ export class SqliteStore implements Store {
   authenticate(deviceId: string, credential: string) {
     return this.io(() => this.registry.authenticate(deviceId, credential));
   }
+  deviceByCredential(credential: string) {
+    return this.io(() => this.registry.deviceByCredential(credential));
+  }
   markSeen(deviceId: string, seen: { online: boolean; transport?: string; facts?: DeviceFacts }) {
     return this.io(() => this.registry.markSeen(deviceId, seen, this.now()));
   }

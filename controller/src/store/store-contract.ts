@@ -28,26 +28,37 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
 
     describe('exactly-once ingest', () => {
       it('stores a batch replayed twice once', async () => {
-        const first = await store.ingestBatch(DEV, batch(0, 10));
-        const again = await store.ingestBatch(DEV, batch(0, 10));
-        expect(first).toMatchObject({ stored: 10, duplicate: 0, gapRecords: 0, ackedThrough: 9n });
-        expect(again).toMatchObject({ stored: 0, duplicate: 10, gapRecords: 0, ackedThrough: 9n });
-        expect(await seqs()).toEqual(range(0, 10));
-        expect((await store.streams())[0]).toMatchObject({ storedRecords: 10, duplicateRecords: 10, nextSeq: 10n });
+        const first = await store.ingestBatch(DEV, batch(1, 10));
+        const again = await store.ingestBatch(DEV, batch(1, 10));
+        expect(first).toMatchObject({ stored: 10, duplicate: 0, gapRecords: 0, ackedThrough: 10n });
+        expect(again).toMatchObject({ stored: 0, duplicate: 10, gapRecords: 0, ackedThrough: 10n });
+        expect(await seqs()).toEqual(range(1, 11));
+        expect((await store.streams())[0]).toMatchObject({ storedRecords: 10, duplicateRecords: 10, nextSeq: 11n });
+      });
+
+      it('numbers a stream from 1: nothing stored is ackedThrough 0, and seq 0 is refused', async () => {
+        expect(await store.cursor(STREAM)).toBeUndefined();
+        // The agent holds everything from seq 1: nothing is lost, nothing is acked yet.
+        expect(await store.declareLost(DEV, STREAM, 1n)).toEqual({ streamId: STREAM, ackedThrough: 0n, nextSeq: 1n, gapRecords: 0 });
+        expect(await store.gaps(STREAM)).toEqual([]);
+        const err = await store.ingestBatch(DEV, batch(0, 3)).then(() => undefined, (e: unknown) => e);
+        expect(err).toMatchObject({ code: 'malformed', message: expect.stringMatching(/first_seq 0: streams number records from 1/) });
+        expect(await store.cursor(STREAM)).toMatchObject({ ackedThrough: 0n, nextSeq: 1n });
+        expect(await store.ingestBatch(DEV, batch(1, 1))).toMatchObject({ stored: 1, gapRecords: 0, ackedThrough: 1n });
       });
 
       it('stores only the new tail of an overlapping batch', async () => {
-        await store.ingestBatch(DEV, batch(0, 10));
-        const r = await store.ingestBatch(DEV, batch(5, 10));
-        expect(r).toMatchObject({ stored: 5, duplicate: 5, ackedThrough: 14n });
+        await store.ingestBatch(DEV, batch(1, 10));
+        const r = await store.ingestBatch(DEV, batch(6, 10));
+        expect(r).toMatchObject({ stored: 5, duplicate: 5, ackedThrough: 15n });
         const events = await store.events({ streamId: STREAM, limit: 1000 });
-        expect(events.map((e) => e.seq)).toEqual(range(0, 15));
+        expect(events.map((e) => e.seq)).toEqual(range(1, 16));
         // Each record is the one of its seq: the tail was sliced at the right byte offset.
-        expect(events.map((e) => e.fields['pid'])).toEqual(range(1000, 1015));
+        expect(events.map((e) => e.fields['pid'])).toEqual(range(1001, 1016));
       });
 
       it('records a gap for an out-of-order batch, fills it when the missing range arrives, acks only contiguous data', async () => {
-        await store.ingestBatch(DEV, batch(0, 10));
+        await store.ingestBatch(DEV, batch(1, 9));
         const ahead = await store.ingestBatch(DEV, batch(20, 10));
         expect(ahead).toMatchObject({ stored: 10, gapRecords: 10, ackedThrough: 9n });
         expect(await store.gaps(STREAM)).toMatchObject([{ fromSeq: 10, toSeq: 20, state: 'open' }]);
@@ -63,19 +74,20 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
         expect(rest).toMatchObject({ stored: 5, filled: 5, ackedThrough: 29n });
         expect(await store.gaps(STREAM)).toEqual([]);
         const events = await store.events({ streamId: STREAM, limit: 1000 });
-        expect(events.map((e) => e.seq)).toEqual(range(0, 30));
-        expect(events.map((e) => e.fields['pid'])).toEqual(range(1000, 1030));
-        expect((await store.pipelineStats())[0]).toMatchObject({ storedRecords: 30, gapRecords: 0, duplicateRecords: 3 });
+        expect(events.map((e) => e.seq)).toEqual(range(1, 30));
+        expect(events.map((e) => e.fields['pid'])).toEqual(range(1001, 1030));
+        expect((await store.pipelineStats())[0]).toMatchObject({ storedRecords: 29, gapRecords: 0, duplicateRecords: 3 });
       });
 
       it('treats the start of a stream seen first at seq 100 as an open gap', async () => {
         const r = await store.ingestBatch(DEV, batch(100, 5));
-        expect(r).toMatchObject({ stored: 5, gapRecords: 100, ackedThrough: -1n });
-        expect(await store.cursor(STREAM)).toMatchObject({ ackedThrough: -1n, nextSeq: 105n, gapRecords: 100 });
+        expect(r).toMatchObject({ stored: 5, gapRecords: 99, ackedThrough: 0n });
+        expect(await store.cursor(STREAM)).toMatchObject({ ackedThrough: 0n, nextSeq: 105n, gapRecords: 99 });
+        expect(await store.gaps(STREAM)).toMatchObject([{ fromSeq: 1, toSeq: 100, state: 'open' }]);
       });
 
       it('acks past a gap once the agent declares it lost, and still stores it if it turns up', async () => {
-        await store.ingestBatch(DEV, batch(0, 10));
+        await store.ingestBatch(DEV, batch(1, 9));
         await store.ingestBatch(DEV, batch(20, 10));
         const c = await store.declareLost(DEV, STREAM, 15n);
         expect(c).toMatchObject({ ackedThrough: 14n, nextSeq: 30n, gapRecords: 10 });
@@ -87,7 +99,7 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
       });
 
       it('moves next_seq when the agent holds nothing before a seq the store never saw', async () => {
-        await store.ingestBatch(DEV, batch(0, 10));
+        await store.ingestBatch(DEV, batch(1, 9));
         const c = await store.declareLost(DEV, STREAM, 40n);
         expect(c).toMatchObject({ ackedThrough: 39n, nextSeq: 40n, gapRecords: 30 });
         const r = await store.ingestBatch(DEV, batch(40, 5));
@@ -98,11 +110,11 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
       it('group-commits many batches, a rejected one not stopping the rest', async () => {
         const bad = { ...batch(10, 10), records: Buffer.alloc(7) };
         const out = await store.ingestMany([
-          { deviceId: DEV, batch: batch(0, 10) }, { deviceId: DEV, batch: bad }, { deviceId: DEV, batch: batch(10, 10) },
+          { deviceId: DEV, batch: batch(1, 9) }, { deviceId: DEV, batch: bad }, { deviceId: DEV, batch: batch(10, 10) },
           { deviceId: DEV, batch: batch(10, 10) }]);
         expect(out.map((o) => o.ok)).toEqual([true, false, true, true]);
         expect(out[3]).toMatchObject({ ok: true, stored: 0, duplicate: 10 });
-        expect(await seqs()).toEqual(range(0, 20));
+        expect(await seqs()).toEqual(range(1, 20));
         expect((await store.pipelineStats())[0]).toMatchObject({ rejectedBatches: 1, rejectedRecords: 10 });
       });
     });
@@ -115,28 +127,28 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
           saddr: '10.1.2.3', lport: 443, daddr: '192.168.7.9', rport: 51000, oldstate: 3, newstate: 1, delta_us: 1234 });
         const v6 = encodeRecord(manifest, { ts_ns: ts + 5n, skaddr: 1n, pid: 7, comm: 'sshd', family: 10,
           saddr: '2001:db8:0:0:0:0:0:1', lport: 22, daddr: '0:0:0:0:0:0:0:1', rport: 6000, oldstate: 1, newstate: 4, delta_us: 0 });
-        await store.ingestBatch(DEV, makeBatch(schemaId, STREAM, [v4, v6], 0, { clockOffsetNs: offset }));
+        await store.ingestBatch(DEV, makeBatch(schemaId, STREAM, [v4, v6], 1, { clockOffsetNs: offset }));
         const [a, b] = await store.events({ streamId: STREAM });
-        expect(a).toMatchObject({ streamId: STREAM, deviceId: DEV, probe: 'tcpstates', seq: 0, timeUnixNs: ts + offset });
+        expect(a).toMatchObject({ streamId: STREAM, deviceId: DEV, probe: 'tcpstates', seq: 1, timeUnixNs: ts + offset });
         expect(a!.fields).toMatchObject({ skaddr: '0xffff888012345678', pid: 4242, comm: 'nginx', family: 'IPv4',
           saddr: '10.1.2.3', lport: 443, daddr: '192.168.7.9', rport: 51000, oldstate: 'SYN_RECV', newstate: 'ESTABLISHED',
           delta_us: 1234 });
-        expect(b).toMatchObject({ seq: 1, timeUnixNs: ts + 5n + offset });
+        expect(b).toMatchObject({ seq: 2, timeUnixNs: ts + 5n + offset });
         expect(b!.fields).toMatchObject({ family: 'IPv6', saddr: '2001:db8::1', daddr: '::1', comm: 'sshd', newstate: 'FIN_WAIT1' });
       });
 
       it('filters by device, probe, stream and time, and orders by time across streams', async () => {
         const other = `${DEV}/tcpstates/r2`;
-        await store.ingestBatch(DEV, batch(0, 5)); // ts base + seq µs
-        // r2's records fall between r1's: same base, shifted by 500 ns.
+        await store.ingestBatch(DEV, batch(1, 5)); // ts base + seq µs
+        // r2's records fall between r1's: base + 1 µs, shifted by 500 ns.
         await store.ingestBatch(DEV, makeBatch(schemaId, other,
-          Array.from({ length: 5 }, (_, i) => encodeRecord(manifest, { ts_ns: 5_000_000_500n + BigInt(i) * 1000n, pid: 2000 + i })), 0));
+          Array.from({ length: 5 }, (_, i) => encodeRecord(manifest, { ts_ns: 5_000_001_500n + BigInt(i) * 1000n, pid: 2000 + i })), 1));
         const all = await store.events();
-        expect(all.map((e) => e.fields['pid'])).toEqual([1000, 2000, 1001, 2001, 1002, 2002, 1003, 2003, 1004, 2004]);
+        expect(all.map((e) => e.fields['pid'])).toEqual([1001, 2000, 1002, 2001, 1003, 2002, 1004, 2003, 1005, 2004]);
         const t2 = all[4]!.timeUnixNs;
         const since = await store.events({ sinceUnixNs: t2, limit: 3 });
-        expect(since.map((e) => e.fields['pid'])).toEqual([1002, 2002, 1003]);
-        expect((await store.events({ streamId: other })).map((e) => e.seq)).toEqual(range(0, 5));
+        expect(since.map((e) => e.fields['pid'])).toEqual([1003, 2002, 1004]);
+        expect((await store.events({ streamId: other })).map((e) => e.seq)).toEqual(range(1, 6));
         expect(await store.events({ probe: 'tcplife' })).toEqual([]);
         expect(await store.events({ deviceId: 'd-other' })).toEqual([]);
         expect((await store.events({ deviceId: DEV, probe: 'tcpstates', limit: 4 })).length).toBe(4);
@@ -145,12 +157,12 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
 
     describe('rejected input: counted, nothing stored', () => {
       const cases: [string, () => ReturnType<typeof batch>, string, RegExp][] = [
-        ['records length != count x record_size', () => ({ ...batch(0, 3), records: Buffer.alloc(88 * 3 - 1) }), 'malformed', /263 bytes, count 3 x record_size 88/],
-        ['unknown schema', () => ({ ...batch(0, 3), schemaId: 'tcpstates@9.9.9:0000000000000000' }), 'unknown_schema', /no manifest for schema "tcpstates@9\.9\.9/],
-        ['record size differs from the manifest', () => seqBatch(schemaId, manifest, STREAM, 0, 2, { recordSize: 80, records: Buffer.alloc(160) }), 'schema_mismatch', /record_size 80 but manifest .* says 88/],
-        ['stream of another device', () => batch(0, 3, 'd-someoneelse/tcpstates/r1'), 'wrong_device', /names device d-someoneelse/],
-        ['stream id without three parts', () => batch(0, 3, 'tcpstates-r1'), 'malformed', /stream id must be/],
-        ['probe of the stream differs from the manifest', () => batch(0, 3, `${DEV}/tcplife/r1`), 'schema_mismatch', /is probe tcpstates, the stream is tcplife/],
+        ['records length != count x record_size', () => ({ ...batch(1, 3), records: Buffer.alloc(88 * 3 - 1) }), 'malformed', /263 bytes, count 3 x record_size 88/],
+        ['unknown schema', () => ({ ...batch(1, 3), schemaId: 'tcpstates@9.9.9:0000000000000000' }), 'unknown_schema', /no manifest for schema "tcpstates@9\.9\.9/],
+        ['record size differs from the manifest', () => seqBatch(schemaId, manifest, STREAM, 1, 2, { recordSize: 80, records: Buffer.alloc(160) }), 'schema_mismatch', /record_size 80 but manifest .* says 88/],
+        ['stream of another device', () => batch(1, 3, 'd-someoneelse/tcpstates/r1'), 'wrong_device', /names device d-someoneelse/],
+        ['stream id without three parts', () => batch(1, 3, 'tcpstates-r1'), 'malformed', /stream id must be/],
+        ['probe of the stream differs from the manifest', () => batch(1, 3, `${DEV}/tcplife/r1`), 'schema_mismatch', /is probe tcpstates, the stream is tcplife/],
       ];
       for (const [what, make, code, message] of cases) {
         it(`rejects ${what}`, async () => {
@@ -168,11 +180,11 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
       it('rejects a batch whose schema differs from the one its stream started with, leaving the cursor alone', async () => {
         const m2 = { ...manifest, version: '1.0.1' };
         await store.putManifest('tcpstates@1.0.1:00000000000000aa', m2);
-        await store.ingestBatch(DEV, batch(0, 4));
-        const err = await store.ingestBatch(DEV, seqBatch('tcpstates@1.0.1:00000000000000aa', manifest, STREAM, 4, 4))
+        await store.ingestBatch(DEV, batch(1, 4));
+        const err = await store.ingestBatch(DEV, seqBatch('tcpstates@1.0.1:00000000000000aa', manifest, STREAM, 5, 4))
           .then(() => undefined, (e: unknown) => e);
         expect(err).toMatchObject({ code: 'schema_mismatch' });
-        expect(await store.cursor(STREAM)).toMatchObject({ ackedThrough: 3n, nextSeq: 4n });
+        expect(await store.cursor(STREAM)).toMatchObject({ ackedThrough: 4n, nextSeq: 5n });
         expect((await store.pipelineStats())[0]).toMatchObject({ storedRecords: 4, rejectedBatches: 1 });
       });
 
@@ -190,9 +202,9 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
           spoolCorrupt: 8n, timeUnixNs: t });
         await store.recordPipelineStats(DEV, stats(2000n, 11n));
         await store.recordPipelineStats(DEV, stats(1000n, 1n)); // older sample arriving late: ignored as latest
-        await store.ingestBatch(DEV, batch(0, 5));
-        await store.ingestBatch(DEV, batch(0, 5));
-        await store.ingestBatch(DEV, batch(8, 2));
+        await store.ingestBatch(DEV, batch(1, 5));
+        await store.ingestBatch(DEV, batch(1, 5));
+        await store.ingestBatch(DEV, batch(9, 2)); // 6, 7, 8 missing
         expect(await store.pipelineStats()).toEqual([{
           streamId: STREAM, deviceId: DEV, sampleUnixNs: 2000n, records: 100n, kernelRingbufFull: 11n, kernelMapFull: 2n,
           kernelSampledOut: 3n, kernelReadFailed: 4n, loaderLost: 5n, agentQueueDropped: 6n, spoolEvicted: 7n, spoolCorrupt: 8n,
@@ -210,6 +222,8 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
         expect(e.credential).toMatch(/^[A-Za-z0-9_-]{43}$/);
         expect(await store.authenticate(e.deviceId, e.credential)).toMatchObject({ id: e.deviceId, name: 'bench-1', labels: { board: 'dayu200' } });
         expect(await store.authenticate(e.deviceId, e.credential.slice(1) + 'x')).toBeUndefined();
+        expect(await store.deviceByCredential(e.credential)).toMatchObject({ id: e.deviceId, name: 'bench-1' });
+        expect(await store.deviceByCredential(e.credential.slice(1) + 'x')).toBeUndefined();
         await expect(store.enroll({ token, deviceName: 'bench-2' })).rejects.toThrow(/already used/);
       });
 
@@ -226,6 +240,8 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
         expect(again.deviceId).toBe(first.deviceId);
         expect(await store.authenticate(first.deviceId, first.credential)).toBeUndefined();
         expect(await store.authenticate(first.deviceId, again.credential)).toBeDefined();
+        expect(await store.deviceByCredential(first.credential)).toBeUndefined(); // re-enrolled: the old credential is void
+        expect(await store.deviceByCredential(again.credential)).toMatchObject({ id: first.deviceId });
         await expect(store.enroll({ token: 'nope', deviceName: 'c' })).rejects.toThrow(/unknown enrollment token/);
       });
 

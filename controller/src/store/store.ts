@@ -1,7 +1,9 @@
 // The controller's store: what every backend (SQLite now, PostgreSQL later) must offer.
 // The contract test in store-contract.ts runs against each implementation.
 //
-// Sequence numbers: a stream starts at seq 0 and each batch covers [first_seq, first_seq+count).
+// Sequence numbers: a stream starts at seq 1 (the agent's spool numbers records from 1, so
+// acked_through = 0, the proto3 default, means "nothing stored"; a batch at seq 0 is refused)
+// and each batch covers [first_seq, first_seq+count).
 // The store keeps, per stream, next_seq (one past the highest seq stored or recorded as a gap)
 // and a list of gaps below it. A gap is `open` while the records may still arrive (they are
 // stored when they do: a late batch fills its gap) and `lost` once the agent says it no longer
@@ -21,7 +23,7 @@ export interface IngestResult {
   filled: number;
   /**
    * Every seq <= ackedThrough is stored or declared lost: what the transport acks.
-   * -1n while nothing is (do not send an Ack then: acked_through is unsigned).
+   * 0n while seq 1 is not (an Ack of 0 tells the agent nothing is stored yet).
    */
   ackedThrough: bigint;
 }
@@ -237,6 +239,11 @@ export interface Store {
   enroll(req: EnrollRequestSpec): Promise<Enrollment>;
   /** The device if the credential is its current one, else undefined. */
   authenticate(deviceId: string, credential: string): Promise<DeviceRow | undefined>;
+  /**
+   * The device whose current credential this is, else undefined: a session presents only its
+   * credential, and the controller checks the device id of its Hello against this.
+   */
+  deviceByCredential(credential: string): Promise<DeviceRow | undefined>;
   markSeen(deviceId: string, seen: { online: boolean; transport?: string; facts?: DeviceFacts }): Promise<void>;
   devices(): Promise<DeviceRow[]>;
 
