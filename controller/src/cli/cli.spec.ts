@@ -185,9 +185,9 @@ describe('bpfleet against a running admin API', () => {
     const help = await bpfleet(['events', '--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/^bpfleet events: show stored events/);
-    const ctl = await bpfleet(['controller']);
+    const ctl = await bpfleet(['controller', '--admin', 'nonsense']);
     expect(ctl.code).toBe(2);
-    expect(ctl.stderr).toBe('bpfleet controller: not wired yet\n');
+    expect(ctl.stderr).toBe("bpfleet: --admin takes HOST:PORT, not 'nonsense'\n");
   });
 
   it('events --follow --json prints records as they are stored', async () => {

@@ -5,20 +5,13 @@ import { CliError } from './admin-client.js';
 import { GLOBAL_HELP, GLOBAL_OPTIONS, makeContext, type CliIo, type Command, type Options } from './command.js';
 import { eventsCommand, exportCommand } from './commands-events.js';
 import { deployCommand, stopCommand, tokenCreateCommand } from './commands-fleet.js';
+import { agentCommand, controllerCommand } from './commands-run.js';
 import { devicesCommand, probesCommand, runsCommand, statsCommand } from './commands-list.js';
-
-function placeholder(name: string, summary: string): Command {
-  return {
-    name, summary, help: `Usage: bpfleet ${name} ...\n\nNot wired yet.`, options: {}, positionals: [0, Infinity],
-    async run(ctx) { ctx.err(`bpfleet ${name}: not wired yet\n`); return 2; },
-  };
-}
 
 export const COMMANDS: Command[] = [
   tokenCreateCommand, devicesCommand, probesCommand, deployCommand, runsCommand, stopCommand, eventsCommand,
   exportCommand, statsCommand,
-  placeholder('controller', 'run the controller (gRPC for agents, admin API, store)'),
-  placeholder('agent', 'run the agent on a board'),
+  controllerCommand, agentCommand,
 ];
 
 function topHelp(): string {

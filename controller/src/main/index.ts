@@ -1,0 +1,1 @@
+export { defaultDataDir, runController, type ControllerOptions, type RunningController } from './run-controller.js';
