@@ -104,6 +104,22 @@ export class Spool {
     return { firstSeq: this.appendNow(streamId, batch) };
   }
 
+  /**
+   * Assigns `count` sequence numbers of `streamId` without storing anything, for a batch that
+   * append() refused (disk full) and the agent sends once, directly: numbers stay unique and
+   * the controller sees a gap if it never arrives. Unacknowledged, they count as missing
+   * (`corrupt`) at the next open, like any record the log lost.
+   */
+  assignUnspooled(streamId: string, count: number): bigint {
+    if (this.closed) throw new Error('spool: assignUnspooled after close');
+    if (!Number.isInteger(count) || count <= 0) throw new SpoolInputError(`spool: cannot assign ${count} sequence numbers`);
+    const st = this.stream(streamId);
+    const firstSeq = st.nextSeq;
+    st.nextSeq += BigInt(count);
+    this.stateDirty = true;
+    return firstSeq;
+  }
+
   /** The controller stored `streamId` through `ackedThrough` (inclusive). */
   ack(streamId: string, ackedThrough: bigint): void {
     if (ackedThrough <= 0n) return;
