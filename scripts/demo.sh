@@ -1,28 +1,48 @@
 #!/usr/bin/env bash
-# The main job, as far as it exists today: build the probes and watch real kernel events from
-# this machine's TCP stack while a loopback workload runs. The controller, emulated boards and
-# dashboard join this script as their issues land (see README.md, "Status").
+# The main job, as far as it exists today: build the probes for three architectures, start the
+# controller, enroll an agent on this machine, deploy tcpstates and tcplife to it through the CLI,
+# make loopback TCP traffic, and show what the controller stored. Emulated boards and the
+# dashboard join this script with their issues (README.md, "Status").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (eBPF programs are loaded for real)" >&2; exit 1; }
-seconds=${DEMO_SECONDS:-8}
-port=${DEMO_PORT:-48080}
+port=${DEMO_PORT:-18080}
+work=$(mktemp -d /tmp/bpfleet-demo.XXXXXX)
+export XDG_CONFIG_HOME=$work/cfg
+bpfleet() { node controller/bin/bpfleet.js "$@"; }
 
 npx nx run-many -t build-x86_64 build-arm64 build-arm --projects bpf --outputStyle=static
 mkdir -p test/fixtures/.bin
 cc -O2 -o test/fixtures/.bin/tcpgen test/fixtures/tcpgen.c
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "== logs and database kept in $work"
+}
 trap cleanup EXIT
 
-echo "== tcplife and tcpstates on $(uname -r) for ${seconds}s; loopback workload on port $port"
-bpf/out/x86_64/tcplife --rport "$port" --duration "$seconds" & pids+=($!)
-bpf/out/x86_64/tcpstates --rport "$port" --duration "$seconds" --json > /tmp/bpfleet-demo-tcpstates.jsonl & pids+=($!)
-sleep 1
-for i in 1 2 3; do test/fixtures/.bin/tcpgen "$port" $((i * 100000)) $((i * 1000)) 2 >/dev/null; sleep 0.5; done
-wait "${pids[@]}" 2>/dev/null || true
-pids=()
-echo "== tcpstates recorded $(wc -l < /tmp/bpfleet-demo-tcpstates.jsonl) transitions (JSON lines in /tmp/bpfleet-demo-tcpstates.jsonl)"
-echo "== the same probes for arm64 and armv7 boards:"
-file bpf/out/arm64/tcpstates bpf/out/arm/tcpstates | sed 's/, BuildID[^,]*//'
+echo "== controller (gRPC 127.0.0.1:17474 for agents, admin API 127.0.0.1:17475)"
+bpfleet controller --data-dir "$work/controller" --grpc 127.0.0.1:17474 --admin 127.0.0.1:17475 \
+  > "$work/controller.log" 2>&1 & pids+=($!)
+for _ in $(seq 50); do grep -q 'admin API on' "$work/controller.log" && break; sleep 0.2; done
+token=$(bpfleet token create --label lab=demo --json | node -e 'process.stdin.on("data",d=>console.log(JSON.parse(d).token))')
+
+echo "== agent on this machine, enrolled with a one-time token"
+node agent/bin/bpfleet-agent.js --controller 127.0.0.1:17474 --data-dir "$work/agent" --board workstation \
+  --enroll-token "$token" --dev-probes bpf/out/x86_64 > "$work/agent.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do grep -q welcomed "$work/agent.log" && break; sleep 0.2; done
+bpfleet devices
+
+echo "== deploy tcpstates and tcplife (signed bundles) to lab=demo"
+bpfleet deploy tcpstates --to lab=demo --args "--rport $port"
+bpfleet deploy tcplife --to lab=demo --args "--rport $port"
+sleep 2
+echo "== loopback workload: 3 x 2 connections to port $port"
+for i in 1 2 3; do test/fixtures/.bin/tcpgen "$port" $((i * 100000)) $((i * 1000)) 2 >/dev/null; sleep 0.3; done
+sleep 2
+bpfleet events --probe tcplife --limit 10
+bpfleet events --probe tcpstates --limit 10
+echo "== loss per stage"
+bpfleet stats
