@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { fixturesBinDir, probeBinary, repoRoot, tcpgenSource, type Arch } from '../lib/index.js';
+import { sumField } from '../probes/support.js';
 
 const execFileP = promisify(execFile);
 
@@ -151,25 +152,24 @@ describe('probes on emulated boards (real Debian kernels under QEMU)', () => {
       const bytes = matrix.get('tcpbytes')!;
       const bpid = bytes.gen[0]!.pid;
       const brec = bytes.stdout.filter((e) => e.pid === bpid);
-      const sum = (rs: Record<string, unknown>[], k: string) => rs.reduce((a, e) => a + (e[k] as number), 0);
-      expect(sum(brec, 'sent_bytes'), dump('tcpbytes')).toBe(2 * (SEND + RECV));
-      expect(sum(brec, 'recv_bytes'), dump('tcpbytes')).toBe(2 * (SEND + RECV));
+      expect(sumField(brec, 'sent_bytes'), dump('tcpbytes')).toBe(2 * (SEND + RECV));
+      expect(sumField(brec, 'recv_bytes'), dump('tcpbytes')).toBe(2 * (SEND + RECV));
       expect(bytes.stdout.every((e) => e.comm === 'tcpgen')).toBe(true);
 
       const top = matrix.get('tcptop')!;
       for (const g of top.gen) {
         const recs = top.stdout.filter((e) => e.lport === g.lport && e.rport === PORT);
-        expect(sum(recs, 'sent_bytes'), dump('tcptop')).toBe(SEND);
-        expect(sum(recs, 'recv_bytes'), dump('tcptop')).toBe(RECV);
+        expect(sumField(recs, 'sent_bytes'), dump('tcptop')).toBe(SEND);
+        expect(sumField(recs, 'recv_bytes'), dump('tcptop')).toBe(RECV);
         expect(recs.every((e) => e.pid === g.pid && e.comm === 'tcpgen')).toBe(true);
       }
 
       const clone = matrix.get('skbclone')!;
       const crec = clone.stdout.filter((e) => e.pid === clone.gen[0]!.pid);
-      expect(sum(crec, 'count'), dump('skbclone')).toBeGreaterThan(0);
+      expect(sumField(crec, 'count'), dump('skbclone')).toBeGreaterThan(0);
       expect(clone.stdout.every((e) => e.comm === 'tcpgen')).toBe(true);
       // Running totals are consistent with the per-interval counts.
-      expect(Math.max(...crec.map((e) => e.total as number))).toBe(sum(crec, 'count'));
+      expect(Math.max(...crec.map((e) => e.total as number))).toBe(sumField(crec, 'count'));
       expect(genPid).toBeGreaterThan(0);
     }, 300_000);
   }

@@ -89,6 +89,19 @@ export const kernelFeatures = {
     existsSync('/sys/kernel/tracing/events') ||
     existsSync('/sys/kernel/debug/tracing/events') ||
     'neither /sys/kernel/tracing nor /sys/kernel/debug/tracing is mounted',
+  /** A tracepoint category/name, in tracefs or the debugfs mount of it. */
+  tracepoint:
+    (category: string, name: string) =>
+    (): boolean | string =>
+      existsSync(`/sys/kernel/tracing/events/${category}/${name}/id`) ||
+      existsSync(`/sys/kernel/debug/tracing/events/${category}/${name}/id`) ||
+      `no tracepoint ${category}/${name}`,
+  /** kprobes, tested as the loaders test them: a kprobe PMU or kprobe_events in tracefs. */
+  kprobes: (): boolean | string =>
+    existsSync('/sys/bus/event_source/devices/kprobe/type') ||
+    existsSync('/sys/kernel/tracing/kprobe_events') ||
+    existsSync('/sys/kernel/debug/tracing/kprobe_events') ||
+    'no kprobes (CONFIG_KPROBES / CONFIG_KPROBE_EVENTS)',
   /** Kernel at least major.minor (e.g. ringbuf needs 5.8). */
   atLeast:
     (major: number, minor: number) =>

@@ -1,15 +1,10 @@
 import { describe, expect, it, beforeAll } from 'vitest';
-import { existsSync } from 'node:fs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
-import { probeBinary, requireRoot, runProbe, tcpgen } from '../lib/index.js';
+import { kernelFeatures, probeBinary, requireRoot, runProbe, tcpgen } from '../lib/index.js';
 import { loadManifest, pickPort } from './support.js';
 
-/** Same test the loader makes: a kprobe PMU or kprobe_events in tracefs. */
-const hostHasKprobes =
-  existsSync('/sys/bus/event_source/devices/kprobe/type') ||
-  existsSync('/sys/kernel/tracing/kprobe_events') ||
-  existsSync('/sys/kernel/debug/tracing/kprobe_events');
+const hostHasKprobes = kernelFeatures.kprobes() === true;
 
 describe('skbclone', () => {
   beforeAll(() => {

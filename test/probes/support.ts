@@ -11,6 +11,11 @@ export function loadManifest(probe: string, arch: Arch = 'x86_64'): Manifest {
 }
 
 
+/** Sum of one numeric field over records (byte counts, interval counts). */
+export function sumField(records: readonly Record<string, unknown>[], key: string): number {
+  return records.reduce((n, r) => n + Number(r[key]), 0);
+}
+
 // Below the kernel's ephemeral range (32768+): a connection storm leaves thousands of client
 // ports in TIME_WAIT there, and a listener on one of them would fail with EADDRINUSE.
 const PORT_LO = 20000;

@@ -1,6 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import net from 'node:net';
 import {
   FrameKind,
@@ -12,15 +11,12 @@ import {
   tcpgen,
   type JsonEvent,
 } from '../lib/index.js';
-import { decodeRecord, loadManifest } from './support.js';
+import { decodeRecord, loadManifest, sumField } from './support.js';
 
 const SEND = 123456;
 const RECV = 65432;
 /** tcpgen is both ends: each side sends what the other receives. */
 const BOTH = SEND + RECV;
-
-const tracepoint = (name: string) => (): boolean | string =>
-  existsSync(`/sys/kernel/tracing/events/sock/${name}/id`) || `no sock/${name} tracepoint (Linux 6.3+)`;
 
 /**
  * A loopback exchange from this (node) process: the client writes `up` bytes, the server
@@ -56,19 +52,18 @@ async function nodeExchange(up: number, down: number): Promise<void> {
 }
 
 const ofPid = (events: JsonEvent[], pid: number) => events.filter((e) => e.pid === pid);
-const sum = (events: JsonEvent[], k: string) => events.reduce((n, e) => n + Number(e[k]), 0);
 
 describe('tcpbytes on this kernel', () => {
   beforeAll(() => {
     requireRoot();
     requireKernelFeature('tracefs', kernelFeatures.tracefs);
-    requireKernelFeature('tracepoint sock/sock_send_length', tracepoint('sock_send_length'));
-    requireKernelFeature('tracepoint sock/sock_recv_length', tracepoint('sock_recv_length'));
+    requireKernelFeature('tracepoint sock/sock_send_length', kernelFeatures.tracepoint('sock', 'sock_send_length'));
+    requireKernelFeature('tracepoint sock/sock_recv_length', kernelFeatures.tracepoint('sock', 'sock_recv_length'));
   });
 
   it('--describe selects the sock tracepoints and explains the kprobe fallback', () => {
     const d = JSON.parse(execFileSync(probeBinary('tcpbytes'), ['--describe']).toString());
-    const kprobes = existsSync('/sys/bus/event_source/devices/kprobe/type') || existsSync('/sys/kernel/tracing/kprobe_events');
+    const kprobes = kernelFeatures.kprobes() === true;
     expect(d.manifest.kind).toBe('interval');
     expect(d.kernel.kprobes).toBe(kprobes);
     const hooks = d.hooks.map((h: Record<string, unknown>) => `${h.group} ${h.kind} ${h.target} ${h.selected}`);
@@ -101,12 +96,12 @@ describe('tcpbytes on this kernel', () => {
     expect(mine.length, JSON.stringify(res.events)).toBeGreaterThan(0);
     expect(mine.at(-1)!.sent_total).toBe(BOTH);
     expect(mine.at(-1)!.recv_total).toBe(BOTH);
-    expect(sum(mine, 'sent_bytes')).toBe(BOTH);
-    expect(sum(mine, 'recv_bytes')).toBe(BOTH);
+    expect(sumField(mine, 'sent_bytes')).toBe(BOTH);
+    expect(sumField(mine, 'recv_bytes')).toBe(BOTH);
     // At least one send and one receive per side; never more calls than bytes.
-    expect(sum(mine, 'send_calls')).toBeGreaterThanOrEqual(2);
-    expect(sum(mine, 'recv_calls')).toBeGreaterThanOrEqual(2);
-    expect(sum(mine, 'send_calls')).toBeLessThan(BOTH);
+    expect(sumField(mine, 'send_calls')).toBeGreaterThanOrEqual(2);
+    expect(sumField(mine, 'recv_calls')).toBeGreaterThanOrEqual(2);
+    expect(sumField(mine, 'send_calls')).toBeLessThan(BOTH);
     // Totals only grow, and each record's total is the sum of the intervals so far.
     let sent = 0;
     for (const e of mine) {
@@ -137,7 +132,7 @@ describe('tcpbytes on this kernel', () => {
     const total = 3000 + 4000 + 10000 + 20000;
     expect(mine.at(-1)!.sent_total).toBe(total);
     expect(mine.at(-1)!.recv_total).toBe(total);
-    expect(sum(mine, 'sent_bytes')).toBe(total);
+    expect(sumField(mine, 'sent_bytes')).toBe(total);
     // Two exchanges in different intervals: a record carries the first one's total only.
     expect(mine.some((e) => e.sent_total === 7000 && e.recv_total === 7000), JSON.stringify(mine)).toBe(true);
   });

@@ -29,11 +29,7 @@ describe('tcpstates on this kernel', () => {
   beforeAll(() => {
     requireRoot();
     requireKernelFeature('tracefs', kernelFeatures.tracefs);
-    requireKernelFeature('tracepoint sock/inet_sock_set_state', () =>
-      execFileSync('sh', ['-c', 'test -e /sys/kernel/tracing/events/sock/inet_sock_set_state/id && echo ok'])
-        .toString()
-        .includes('ok') || 'no sock/inet_sock_set_state tracepoint',
-    );
+    requireKernelFeature('tracepoint sock/inet_sock_set_state', kernelFeatures.tracepoint('sock', 'inet_sock_set_state'));
   });
 
   for (const ipv6 of [false, true]) {

@@ -1,6 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import net from 'node:net';
 import {
   kernelFeatures,
@@ -9,29 +8,24 @@ import {
   requireRoot,
   runProbe,
   tcpgen,
-  type JsonEvent,
 } from '../lib/index.js';
-import { pickPort } from './support.js';
+import { pickPort, sumField } from './support.js';
 
 const SEND = 123456;
 const RECV = 65432;
 
-const tracepoint = (name: string) => (): boolean | string =>
-  existsSync(`/sys/kernel/tracing/events/sock/${name}/id`) || `no sock/${name} tracepoint (Linux 6.3+)`;
-
-const sum = (events: JsonEvent[], k: string) => events.reduce((n, e) => n + Number(e[k]), 0);
 
 describe('tcptop on this kernel', () => {
   beforeAll(() => {
     requireRoot();
     requireKernelFeature('tracefs', kernelFeatures.tracefs);
-    requireKernelFeature('tracepoint sock/sock_send_length', tracepoint('sock_send_length'));
-    requireKernelFeature('tracepoint sock/sock_recv_length', tracepoint('sock_recv_length'));
+    requireKernelFeature('tracepoint sock/sock_send_length', kernelFeatures.tracepoint('sock', 'sock_send_length'));
+    requireKernelFeature('tracepoint sock/sock_recv_length', kernelFeatures.tracepoint('sock', 'sock_recv_length'));
   });
 
   it('--describe selects the sock tracepoints and explains the kprobe fallback', () => {
     const d = JSON.parse(execFileSync(probeBinary('tcptop'), ['--describe']).toString());
-    const kprobes = existsSync('/sys/bus/event_source/devices/kprobe/type') || existsSync('/sys/kernel/tracing/kprobe_events');
+    const kprobes = kernelFeatures.kprobes() === true;
     expect(d.manifest.kind).toBe('interval');
     expect(d.kernel.kprobes).toBe(kprobes);
     expect(d.hooks.filter((h: { selected: boolean }) => h.selected).map((h: { target: string }) => h.target)).toEqual([
@@ -73,16 +67,16 @@ describe('tcptop on this kernel', () => {
       for (const e of c.events) {
         expect(e).toMatchObject({ pid: gen.pid, comm: 'tcpgen', family, saddr: loop, daddr: loop, lport: conn.lport, rport: port });
       }
-      expect(sum(c.events, 'sent_bytes')).toBe(SEND);
-      expect(sum(c.events, 'recv_bytes')).toBe(RECV);
+      expect(sumField(c.events, 'sent_bytes')).toBe(SEND);
+      expect(sumField(c.events, 'recv_bytes')).toBe(RECV);
       expect(new Set(c.events.map((e) => e.ts_ns)).size).toBe(c.events.length);
 
       expect(s.events.length, JSON.stringify(s.events)).toBeGreaterThan(0);
       for (const e of s.events) {
         expect(e).toMatchObject({ pid: gen.pid, comm: 'tcpgen', family, saddr: loop, daddr: loop, lport: port, rport: conn.lport });
       }
-      expect(sum(s.events, 'sent_bytes')).toBe(RECV);
-      expect(sum(s.events, 'recv_bytes')).toBe(SEND);
+      expect(sumField(s.events, 'sent_bytes')).toBe(RECV);
+      expect(sumField(s.events, 'recv_bytes')).toBe(SEND);
     });
   }
 
