@@ -40,6 +40,7 @@ host_pkgs=(
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross
   qemu-system-arm qemu-system-x86 busybox-static cpio xz-utils file iproute2 iptables
   libbpf-tools ca-certificates
+  mosquitto mosquitto-clients chromium postgresql linux-perf
 )
 missing=()
 for p in "${host_pkgs[@]}"; do
