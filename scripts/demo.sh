@@ -9,24 +9,29 @@ cd "$(dirname "$0")/.."
 port=${DEMO_PORT:-18080}
 work=$(mktemp -d /tmp/bpfleet-demo.XXXXXX)
 export XDG_CONFIG_HOME=$work/cfg
+export BPFLEET_BOARDS_DIR=$work/boards # emulated boards of this demo only (bpfleet board list/down)
 bpfleet() { node controller/bin/bpfleet.js "$@"; }
 
 npx nx run-many -t build-x86_64 build-arm64 build-arm --projects bpf --outputStyle=static
+npx nx run controller:build-web --outputStyle=static
 mkdir -p test/fixtures/.bin
 cc -O2 -o test/fixtures/.bin/tcpgen test/fixtures/tcpgen.c
 
 pids=()
 cleanup() {
+  [ -d "$work/boards" ] && node controller/bin/bpfleet.js board down --all --keep-logs >/dev/null 2>&1
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   echo "== logs and database kept in $work"
 }
 trap cleanup EXIT
 
-echo "== controller (gRPC 127.0.0.1:17474 for agents, admin API 127.0.0.1:17475)"
+echo "== controller (gRPC 127.0.0.1:17474 for agents, admin API 127.0.0.1:17475, dashboard 127.0.0.1:17480)"
 bpfleet controller --data-dir "$work/controller" --grpc 127.0.0.1:17474 --admin 127.0.0.1:17475 \
-  > "$work/controller.log" 2>&1 & pids+=($!)
+  --http "${DEMO_HTTP:-127.0.0.1:17480}" > "$work/controller.log" 2>&1 & pids+=($!)
 for _ in $(seq 50); do grep -q 'admin API on' "$work/controller.log" && break; sleep 0.2; done
+echo "== dashboard: http://${DEMO_HTTP:-127.0.0.1:17480}/  log in with the admin token:"
+node -e 'console.log("   " + JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).adminToken)' "$XDG_CONFIG_HOME/bpfleet/controller.json"
 token=$(bpfleet token create --label lab=demo --json | node -e 'process.stdin.on("data",d=>console.log(JSON.parse(d).token))')
 
 echo "== agent on this machine, enrolled with a one-time token"
@@ -46,3 +51,11 @@ bpfleet events --probe tcplife --limit 10
 bpfleet events --probe tcpstates --limit 10
 echo "== loss per stage"
 bpfleet stats
+
+echo "== an emulated DAYU200 (qemu-system-aarch64, Debian's 5.10 arm64 kernel) joins the fleet"
+bpfleet board up qemu-dayu200 --controller 127.0.0.1:17474 --traffic 3
+bpfleet deploy tcpstates --to board=qemu-dayu200
+sleep 15
+echo "== loopback connections made on the board (busybox nc, port 7777), seen by tcpstates there"
+bpfleet events --probe tcpstates --device qemu-dayu200-1 --limit 10
+bpfleet board list

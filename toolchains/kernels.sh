@@ -39,10 +39,12 @@ Options:
   --keep-dbg     keep the (large) -dbg .deb in the cache after use
   --update       force `apt-get update` of the private apt configuration
   --candidates   list the newest kernel packages the mirror offers, then exit
+  --fetch-debs PKG:ARCH=VER...  download these .debs (verified) into the cache, print their paths, exit
 EOF
 }
 
 HOST_X86=0 REBUILD_BTF=0 KEEP_DBG=0 FORCE_UPDATE=0 CANDIDATES=0
+FETCH_DEBS=()
 while (($#)); do
   case $1 in
     --host-x86) HOST_X86=1 ;;
@@ -50,6 +52,7 @@ while (($#)); do
     --keep-dbg) KEEP_DBG=1 ;;
     --update) FORCE_UPDATE=1 ;;
     --candidates) CANDIDATES=1 ;;
+    --fetch-debs) shift; FETCH_DEBS=("$@"); break ;; # used by boards/ (agent runtime libraries)
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -197,6 +200,14 @@ fetch_deb() {
   rmdir "$DEBDIR/partial"
   printf '%s\n' "$path"
 }
+
+if ((${#FETCH_DEBS[@]})); then
+  for spec in "${FETCH_DEBS[@]}"; do
+    [[ $spec =~ ^([^:=]+):([a-z0-9]+)=(.+)$ ]] || die "--fetch-debs: expected PKG:ARCH=VER, got '$spec'"
+    fetch_deb "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}" "${BASH_REMATCH[3]}"
+  done
+  exit 0
+fi
 
 # ---------------------------------------------------------------------------
 # BTF helpers

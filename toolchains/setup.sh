@@ -39,7 +39,7 @@ host_pkgs=(
   clang-16 llvm-16 bpftool libbpf-dev libelf-dev zlib1g-dev libzstd-dev pahole
   gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross
   qemu-system-arm qemu-system-x86 busybox-static cpio xz-utils file iproute2 iptables
-  libbpf-tools ca-certificates
+  libbpf-tools ca-certificates iputils-ping
   mosquitto mosquitto-clients chromium postgresql linux-perf
 )
 missing=()
@@ -98,5 +98,12 @@ if [ "$run_npm" = 1 ] && [ -f "$repo/package-lock.json" ]; then
   # still takes the locked versions.
   step "npm install (locked versions)"
   (cd "$repo" && npm install --no-audit --no-fund --loglevel=error)
+fi
+
+if [ -f "$repo/node_modules/.bin/tsx" ]; then
+  # Node.js for arm64/armv7 (npm pack into the cache) and the glibc libraries it needs (Debian),
+  # so `bpfleet board image/up` and test/boards/fleet-on-boards.test.ts only rebuild the bundle.
+  step "agent runtime for the emulated boards (bpfleet board runtime arm64, arm)"
+  for a in arm64 arm; do (cd "$repo" && node controller/bin/bpfleet.js board runtime "$a"); done
 fi
 step "done"

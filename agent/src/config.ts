@@ -7,8 +7,12 @@ import { parseArgs } from 'node:util';
 import type { DeviceFacts, EnrollRequest, EnrollResponse } from '@bpfleet/proto';
 
 export const USAGE = `usage: bpfleet-agent --controller HOST:PORT --data-dir DIR [options]
+       bpfleet-agent --transport mqtt --mqtt mqtt://HOST:PORT --data-dir DIR [--controller HOST:PORT] [options]
 
-  --controller HOST:PORT   the controller's gRPC address
+  --controller HOST:PORT   the controller's gRPC address (enrollment always uses it)
+  --transport grpc|mqtt    how the session travels (default grpc)
+  --mqtt URL               the MQTT broker with --transport mqtt: mqtt://HOST:PORT or mqtts://HOST:PORT
+  --mqtt-ca FILE           CA certificate of an mqtts:// broker
   --data-dir DIR           identity.json, spool/ and probes/ live here
   --enroll-token T         one-time token (bpfleet token create); needed on the first start only
   --board NAME             board profile (dayu200, hi3516dv300, ...), sent with the device facts
@@ -35,6 +39,10 @@ export interface AgentArgs {
   devProbes?: string;
   spoolMaxBytes: number;
   help: boolean;
+  /** Session transport; enrollment is always gRPC's Enroll at --controller. */
+  transport: 'grpc' | 'mqtt';
+  /** With transport mqtt: the broker URL and the CA file for mqtts://. */
+  mqtt?: { url: string; ca?: string };
 }
 
 export function parseAgentArgs(argv: string[]): AgentArgs {
@@ -55,6 +63,9 @@ export function parseAgentArgs(argv: string[]): AgentArgs {
         'tls-key': { type: 'string' },
         'dev-probes': { type: 'string' },
         'spool-max-bytes': { type: 'string' },
+        transport: { type: 'string' },
+        mqtt: { type: 'string' },
+        'mqtt-ca': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -64,9 +75,24 @@ export function parseAgentArgs(argv: string[]): AgentArgs {
   const help = values.help ?? false;
   const controller = values.controller ?? '';
   const dataDir = values['data-dir'] ?? '';
+  const transport = values.transport ?? 'grpc';
+  if (transport !== 'grpc' && transport !== 'mqtt') throw new UsageError(`--transport ${transport}: expected grpc or mqtt`);
+  const mqttUrl = values.mqtt;
+  if (!help && transport === 'mqtt') {
+    if (mqttUrl === undefined) throw new UsageError('--transport mqtt needs --mqtt mqtt://HOST:PORT (or mqtts://HOST:PORT with --mqtt-ca)');
+    if (!/^mqtts?:\/\/[^\s/:]+:\d{1,5}\/?$|^mqtts?:\/\/\[[0-9a-fA-F:.]+\]:\d{1,5}\/?$/.test(mqttUrl)) {
+      throw new UsageError(`--mqtt ${mqttUrl}: expected mqtt://HOST:PORT or mqtts://HOST:PORT`);
+    }
+    if (mqttUrl.startsWith('mqtts:') && values['mqtt-ca'] === undefined) throw new UsageError('--mqtt mqtts://... needs --mqtt-ca FILE (the broker\'s CA)');
+  }
+  if (!help && transport === 'grpc' && mqttUrl !== undefined) throw new UsageError('--mqtt is for --transport mqtt');
+  // Over MQTT the controller's gRPC address is needed only to enroll.
+  const needController = transport === 'grpc' || values['enroll-token'] !== undefined;
   if (!help) {
-    if (controller === '') throw new UsageError('--controller HOST:PORT is required');
-    if (!/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/.test(controller)) {
+    if (controller === '' && needController) {
+      throw new UsageError(transport === 'grpc' ? '--controller HOST:PORT is required' : '--enroll-token needs --controller HOST:PORT (enrollment is a gRPC call)');
+    }
+    if (controller !== '' && !/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:.]+\]:\d{1,5}$/.test(controller)) {
       throw new UsageError(`--controller ${controller}: expected HOST:PORT`);
     }
     if (dataDir === '') throw new UsageError('--data-dir DIR is required');
@@ -87,6 +113,8 @@ export function parseAgentArgs(argv: string[]): AgentArgs {
     deviceName: values.name ?? os.hostname(),
     spoolMaxBytes,
     help,
+    transport,
+    ...(transport === 'mqtt' && mqttUrl !== undefined ? { mqtt: { url: mqttUrl, ...(values['mqtt-ca'] !== undefined ? { ca: values['mqtt-ca'] } : {}) } } : {}),
     ...(values['enroll-token'] !== undefined ? { enrollToken: values['enroll-token'] } : {}),
     ...(values.board !== undefined ? { board: values.board } : {}),
     ...(ca !== undefined ? { tls: { ca, ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}) } } : {}),

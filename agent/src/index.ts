@@ -7,3 +7,4 @@ export * from './transport/index.js';
 export * from './session/index.js';
 export * from './config.js';
 export { main } from './main.js';
+export * from './sim/index.js';

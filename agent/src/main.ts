@@ -5,8 +5,9 @@ import { UsageError, type AgentArgs, USAGE, agentVersion, dataPaths, ensureIdent
 import { ProbeRegistry } from './probes/index.js';
 import { AgentSession } from './session/index.js';
 import { Spool } from './spool/index.js';
-import { SystemMetricsSampler, detectDeviceFacts } from './system/index.js';
-import { GrpcTransport, grpcEnroll } from './transport/index.js';
+import { FAKE_ARCH_ENV, SystemMetricsSampler, detectDeviceFacts, hostArch } from './system/index.js';
+import { readFileSync } from 'node:fs';
+import { GrpcTransport, MqttTransport, grpcEnroll, type Transport } from './transport/index.js';
 
 const log = (line: string): void => {
   process.stderr.write(`bpfleet-agent: ${line}\n`);
@@ -41,9 +42,16 @@ async function run(args: AgentArgs): Promise<number> {
   const identity = await ensureIdentity(args, facts, (req) => grpcEnroll({ address: args.controller, ...(tls ? { tls } : {}) }, req), log);
 
   const spool = await Spool.open({ dir: paths.spool, maxBytes: args.spoolMaxBytes, log });
-  const installer = new BundleInstaller({ installDir: paths.probes, pinnedKey: identity.bundleSigningKey, arch: facts.arch });
+  // The real arch, even when a test makes the agent report another one (BPFLEET_FAKE_ARCH).
+  const installer = new BundleInstaller({ installDir: paths.probes, pinnedKey: identity.bundleSigningKey, arch: hostArch() });
+  if (facts.arch !== hostArch()) log(`TEST ONLY: ${FAKE_ARCH_ENV} is set: reporting arch ${facts.arch}, this machine is ${hostArch()}`);
   const registry = new ProbeRegistry({ installDir: paths.probes, ...(args.devProbes !== undefined ? { devDir: args.devProbes } : {}) });
-  const transport = new GrpcTransport({ address: args.controller, credential: identity.credential, ...(tls ? { tls } : {}), log });
+  const transport: Transport = args.mqtt !== undefined
+    ? new MqttTransport({
+      url: args.mqtt.url, deviceId: identity.deviceId, credential: identity.credential, log,
+      ...(args.mqtt.ca !== undefined ? { tls: { ca: readFileSync(args.mqtt.ca) } } : {}),
+    })
+    : new GrpcTransport({ address: args.controller, credential: identity.credential, ...(tls ? { tls } : {}), log });
   const version = agentVersion();
   const session = new AgentSession({
     deviceId: identity.deviceId,
@@ -62,8 +70,8 @@ async function run(args: AgentArgs): Promise<number> {
     process.once('SIGINT', () => resolve('SIGINT'));
   });
   log(
-    `${version} as ${identity.deviceId} (${facts.arch}, ${facts.kernelRelease}) to ${args.controller}` +
-      `${tls ? ' over TLS' : ' in plaintext'}; data in ${args.dataDir}` +
+    `${version} as ${identity.deviceId} (${facts.arch}, ${facts.kernelRelease}) to ` +
+      `${args.mqtt !== undefined ? `MQTT broker ${args.mqtt.url}` : `${args.controller}${tls ? ' over TLS' : ' in plaintext'}`}; data in ${args.dataDir}` +
       `${args.devProbes !== undefined ? `; dev probes from ${args.devProbes}` : ''}`,
   );
   session.start();

@@ -1,3 +1,8 @@
 // @bpfleet/boards: board profiles, emulated boards under QEMU, the agent runtime per
 // architecture, and provisioning of real boards (ssh, OpenHarmony hdc).
-export {};
+export * from './profile.js';
+export * from './runtime.js';
+export * from './image.js';
+export * from './qemu-board.js';
+export * from './remote.js';
+export { cacheRoot, type Progress } from './host.js';

@@ -64,7 +64,8 @@ static bool format_field(const struct probe_def *def, const void *rec, const str
 	const unsigned char *p = (const unsigned char *)rec + f->offset;
 
 	switch (f->type) {
-	case FT_COMM: {
+	case FT_COMM:
+	case FT_STR: {	/* FT_STR passes UTF-8 through (a truncated stack ends in "…") */
 		size_t n = strnlen((const char *)p, f->size), o = 0;
 
 		for (size_t i = 0; i < n && o + 7 < len; i++) {
@@ -72,7 +73,7 @@ static bool format_field(const struct probe_def *def, const void *rec, const str
 
 			if (c == '"' || c == '\\')
 				o += snprintf(buf + o, len - o, "\\%c", c);
-			else if (c < 0x20 || c >= 0x7f)
+			else if (c < 0x20 || c == 0x7f || (c > 0x7f && f->type == FT_COMM))
 				o += snprintf(buf + o, len - o, "\\u%04x", c);
 			else
 				buf[o++] = (char)c;
@@ -115,7 +116,7 @@ static bool format_field(const struct probe_def *def, const void *rec, const str
 
 static int emit_json(const struct probe_def *def, const void *rec)
 {
-	char buf[128];
+	static char buf[16384];	/* FT_STR fields (folded stacks) are up to a few KiB */
 
 	putchar('{');
 	for (size_t i = 0; i < def->nfields; i++) {
@@ -148,7 +149,7 @@ void output_table_header(const struct probe_def *def)
 
 static int emit_table(const struct probe_def *def, const void *rec)
 {
-	char buf[128];
+	static char buf[16384];	/* FT_STR fields (folded stacks) are up to a few KiB */
 
 	for (size_t i = 0; i < def->nfields; i++) {
 		const struct probe_field *f = &def->fields[i];
@@ -190,7 +191,7 @@ int output_record(const struct probe_def *def, enum output_mode mode, const void
 
 static const char *type_name(enum field_type t)
 {
-	static const char *names[] = { "u8", "u16", "u32", "u64", "s32", "s64", "comm", "addr" };
+	static const char *names[] = { "u8", "u16", "u32", "u64", "s32", "s64", "comm", "addr", "str" };
 
 	return names[t];
 }
@@ -204,7 +205,8 @@ static const char *format_name(enum field_format f)
 
 static const char *kind_name(enum hook_kind k)
 {
-	static const char *names[] = { "tracepoint", "tp_btf", "raw_tp", "kprobe", "kretprobe" };
+	static const char *names[] = { "tracepoint", "tp_btf", "raw_tp", "kprobe", "kretprobe", "xdp", "perf_event",
+				       "uprobe" };
 
 	return names[k];
 }
@@ -226,6 +228,32 @@ static void json_str(FILE *o, const char *s)
 			fputc(*s, o);
 	}
 	fputc('"', o);
+}
+
+/* ,"smoke":{"trigger","args":[..],"expect":[{"field","op","value"}..],"description"} */
+static void output_smoke(FILE *o, const struct probe_smoke *sm)
+{
+	fprintf(o, ",\"smoke\":{\"trigger\":");
+	json_str(o, sm->trigger);
+	fprintf(o, ",\"args\":[");
+	for (size_t i = 0; sm->args && sm->args[i]; i++) {
+		if (i)
+			fputc(',', o);
+		json_str(o, sm->args[i]);
+	}
+	fprintf(o, "],\"expect\":[");
+	for (size_t i = 0; i < sm->nexpect; i++) {
+		fprintf(o, "%s{\"field\":", i ? "," : "");
+		json_str(o, sm->expect[i].field);
+		fprintf(o, ",\"op\":");
+		json_str(o, sm->expect[i].op);
+		fprintf(o, ",\"value\":");
+		json_str(o, sm->expect[i].value);
+		fprintf(o, "}");
+	}
+	fprintf(o, "],\"description\":");
+	json_str(o, sm->description);
+	fprintf(o, "}");
 }
 
 void output_manifest(FILE *o, const struct probe_def *def)
@@ -278,5 +306,8 @@ void output_manifest(FILE *o, const struct probe_def *def)
 		json_str(o, def->args[i].desc);
 		fprintf(o, "}");
 	}
-	fprintf(o, "],\"stats\":[\"ringbuf_full\",\"map_full\",\"sampled_out\",\"read_failed\"]}");
+	fprintf(o, "],\"stats\":[\"ringbuf_full\",\"map_full\",\"sampled_out\",\"read_failed\"]");
+	if (def->smoke)
+		output_smoke(o, def->smoke);
+	fprintf(o, "}");
 }

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <linux/perf_event.h>
 #include <sys/utsname.h>
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -31,6 +33,7 @@ struct probe_ctx {
 	enum output_mode mode;
 	uint64_t records;		/* records written */
 	uint64_t lost_user;		/* records the loader could not read or write */
+	uint64_t truncated;		/* records whose text was cut to fit (folded stacks) */
 	uint64_t intervals;
 	int stats_fd;
 	int err;
@@ -291,6 +294,23 @@ static const char *btf_path(const struct probe_def *def)
 
 /* ---------------------------------------------------------------- hooks */
 
+/* A software cpu-clock perf event can be opened on CPU 0 (what profile samples with). */
+static bool perf_cpu_clock_available(char *why, size_t len)
+{
+	struct perf_event_attr a = { .size = sizeof(a), .type = PERF_TYPE_SOFTWARE,
+				     .config = PERF_COUNT_SW_CPU_CLOCK, .disabled = 1 };
+	int fd = (int)syscall(__NR_perf_event_open, &a, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+
+	if (fd >= 0) {
+		close(fd);
+		return true;
+	}
+	snprintf(why, len, "perf_event_open(cpu-clock) failed: %s%s", strerror(errno),
+		 errno == ENOENT || errno == ENOSYS ? " (needs CONFIG_PERF_EVENTS)" :
+		 errno == EACCES || errno == EPERM ? " (run as root or lower kernel.perf_event_paranoid)" : "");
+	return false;
+}
+
 static bool hook_available(const struct probe_hook *h, char *why, size_t len)
 {
 	char cat[64], name[128];
@@ -334,6 +354,17 @@ static bool hook_available(const struct probe_hook *h, char *why, size_t len)
 		}
 		if (!kernel_function_exists(h->target)) {
 			snprintf(why, len, "no traceable kernel function %s", h->target);
+			return false;
+		}
+		return true;
+	case HOOK_XDP:
+		/* The interface and the attach mode are the probe's (def->attach): checked there. */
+		return true;
+	case HOOK_PERF_EVENT:
+		return perf_cpu_clock_available(why, len);
+	case HOOK_UPROBE:
+		if (access("/sys/bus/event_source/devices/uprobe/type", F_OK)) {
+			snprintf(why, len, "needs uprobes (CONFIG_UPROBE_EVENTS)");
 			return false;
 		}
 		return true;
@@ -567,6 +598,11 @@ void probe_count_lost(struct probe_ctx *ctx, uint64_t n)
 	ctx->lost_user += n;
 }
 
+void probe_count_truncated(struct probe_ctx *ctx, uint64_t n)
+{
+	ctx->truncated += n;
+}
+
 void probe_interval_end(struct probe_ctx *ctx)
 {
 	char buf[128];
@@ -608,10 +644,10 @@ static int stats_json(struct probe_ctx *ctx, char *buf, size_t len)
 			"{\"ts_ns\":%" PRIu64 ",\"records\":%" PRIu64 ",\"intervals\":%" PRIu64 ","
 			"\"kernel\":{\"ringbuf_full\":%" PRIu64 ",\"map_full\":%" PRIu64
 			",\"sampled_out\":%" PRIu64 ",\"read_failed\":%" PRIu64 "},"
-			"\"loader\":{\"lost\":%" PRIu64 "}}",
+			"\"loader\":{\"lost\":%" PRIu64 ",\"truncated\":%" PRIu64 "}}",
 			probe_now_ns(), ctx->records, ctx->intervals, k[BPFLEET_STAT_RINGBUF_FULL],
 			k[BPFLEET_STAT_MAP_FULL], k[BPFLEET_STAT_SAMPLED_OUT], k[BPFLEET_STAT_READ_FAILED],
-			ctx->lost_user);
+			ctx->lost_user, ctx->truncated);
 }
 
 static void emit_stats(struct probe_ctx *ctx)
@@ -661,7 +697,10 @@ static void emit_hello(const struct probe_def *def, struct bpf_object *obj)
 				      info.jited_prog_len ? "true" : "false");
 		first = false;
 	}
-	o += (size_t)snprintf(buf + o, sizeof(buf) - o, "]}");
+	o += (size_t)snprintf(buf + o, sizeof(buf) - o, "]");
+	if (def->hello && o < sizeof(buf) - 2)
+		o += (size_t)def->hello(buf + o, sizeof(buf) - 2 - o);
+	o += (size_t)snprintf(buf + o, sizeof(buf) - o, "}");
 	if (env.machine) {
 		output_frame(BPFLEET_FRAME_HELLO, buf, (uint32_t)o);
 		fflush(stdout);
@@ -718,8 +757,23 @@ int probe_run(const struct probe_def *def, struct bpf_object *obj)
 
 	bpf_object__for_each_program(p, obj) {
 		struct bpf_link *link;
+		bool custom = false;
 
 		if (!bpf_program__autoload(p))
+			continue;
+		for (size_t i = 0; i < def->nhooks; i++)
+			if ((def->hooks[i].kind == HOOK_XDP || def->hooks[i].kind == HOOK_PERF_EVENT ||
+			     def->hooks[i].kind == HOOK_UPROBE) &&
+			    !strcmp(def->hooks[i].prog, bpf_program__name(p))) {
+				if (!def->attach)
+					die(EXIT_RUNTIME, "internal: %s has no attach for %s",
+					    def->name, bpf_program__name(p));
+				err = def->attach(p, &def->hooks[i]);
+				if (err)
+					exit(err);
+				custom = true;
+			}
+		if (custom)
 			continue;
 		link = bpf_program__attach(p);
 		if (!link) {

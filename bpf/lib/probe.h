@@ -31,6 +31,11 @@ enum hook_kind {
 	HOOK_RAW_TP,		/* SEC("raw_tp/name"), needs the tracepoint, no BTF */
 	HOOK_KPROBE,		/* SEC("kprobe/func"), needs kprobes and the symbol */
 	HOOK_KRETPROBE,		/* SEC("kretprobe/func") */
+	HOOK_XDP,		/* SEC("xdp"), attached by def->attach to the probe's interface */
+	HOOK_PERF_EVENT,	/* SEC("perf_event"): target "cpu-clock", one event per CPU,
+				 * opened and attached by the probe's def->attach */
+	HOOK_UPROBE,		/* SEC("uprobe")/SEC("uretprobe"): target "libc:func", attached by
+				 * def->attach to the probe's process and library */
 };
 
 struct probe_hook {
@@ -44,6 +49,7 @@ enum field_type {
 	FT_U8, FT_U16, FT_U32, FT_U64, FT_S32, FT_S64,
 	FT_COMM,	/* char[16], NUL-padded */
 	FT_ADDR,	/* __u8[16]: IPv4 in the first 4 bytes or IPv6, per the "family" field */
+	FT_STR,		/* char[N]: UTF-8 text, NUL-terminated unless it fills N (folded stacks) */
 };
 
 enum field_format {
@@ -74,6 +80,31 @@ struct probe_arg {
 	const char *desc;
 };
 
+/*
+ * The on-device smoke test of a probe (manifest "smoke"; run by the agent on RunSmokeTest):
+ * start the loader with args, fire the trigger, and expect a record whose fields match every
+ * entry of expect. args and expect values may hold placeholders the agent fills from its
+ * trigger: {port} (the trigger's TCP port), {pid} (the process that made the activity),
+ * {bytes}, {pages}, {loops} (bpf/README.md, "Smoke tests", lists the triggers and what each fills).
+ */
+struct probe_smoke_expect {
+	const char *field;	/* a field of the record */
+	const char *op;		/* "eq" or "ge" (numbers) */
+	const char *value;	/* as the loader's --json prints it (e.g. "ESTABLISHED"), or a placeholder */
+};
+
+struct probe_smoke {
+	/* What the agent does on the device: "tcp_loopback" (a server on 127.0.0.1:{port}, one client
+	 * connection from the agent's own process that sends {bytes}, the server echoes them, both
+	 * close), "process_activity" (a child shell {pid} runs, sleeps, forks/execs, exits) or
+	 * "page_touch" (the agent {pid} faults in {pages} fresh pages). */
+	const char *trigger;
+	const char *const *args;	/* NULL-terminated loader args isolating the trigger */
+	const struct probe_smoke_expect *expect;
+	size_t nexpect;
+	const char *description;	/* what a passing record proves, for people */
+};
+
 struct probe_ctx;
 
 struct probe_def {
@@ -93,6 +124,15 @@ struct probe_def {
 	int (*parse_arg)(const char *name, const char *value);
 	/* Interval probes: called every --interval with the loaded object. Returns <0 on error. */
 	int (*on_interval)(struct probe_ctx *ctx, struct bpf_object *obj);
+	/* The smoke test (NULL: the probe has none; the agent reports it as a failure saying so). */
+	const struct probe_smoke *smoke;
+	/* Attaches one loaded program of a HOOK_XDP, HOOK_PERF_EVENT or HOOK_UPROBE hook, which
+	 * bpf_program__attach() cannot (probe_run attaches the others). Returns 0 or an exit
+	 * code, having said why on stderr. */
+	int (*attach)(struct bpf_program *prog, const struct probe_hook *hook);
+	/* Adds probe-specific members to HELLO: writes ',"key":value...' into buf, returns length
+	 * (XDP probes: the interface and the mode chosen). */
+	int (*hello)(char *buf, size_t len);
 };
 
 struct probe_env {
@@ -148,6 +188,8 @@ int probe_emit(struct probe_ctx *ctx, const void *rec, size_t size);
 
 /* Counts records an interval probe could not read (lost) and marks an interval end. */
 void probe_count_lost(struct probe_ctx *ctx, uint64_t n);
+/* Counts records whose text was cut to fit its field (stack probes: a folded stack). */
+void probe_count_truncated(struct probe_ctx *ctx, uint64_t n);
 void probe_interval_end(struct probe_ctx *ctx);
 
 /* Monotonic clock in ns, same clock as bpf_ktime_get_ns(). */

@@ -12,3 +12,7 @@ export {
   type AdminServerOptions, type StartAdminOptions, type ClientConfig, type FleetCommands, type BuiltProbe, type FollowOptions,
 } from './admin/index.js';
 export { runCli, AdminClient, CliError, resolveConnection } from './cli/index.js';
+export {
+  aggregateStacks, foldRecords, buildTree, buildDiffTree, renderFlameGraph, formatFolded, parseFolded, StackAnomalyDetector, detectAnomalies,
+  findAnomalies, StackError, DEFAULT_ANOMALY_PARAMS, type Folded, type FlameNode, type AnomalyParams, type StackAnomaly, type AnomalyRow,
+} from './stacks/index.js';

@@ -98,6 +98,15 @@ describe('FrameDecoder', () => {
     expect(d.buffered).toBe(0);
   });
 
+  it('payloads stay intact when the caller reuses its chunk buffer and after later pushes', () => {
+    const d = new FrameDecoder();
+    const chunk = Buffer.from(wire);
+    const frames = d.push(chunk);
+    chunk.fill(0);
+    d.push(Buffer.from(wire.subarray(0, 5)));
+    expect(frames.map((f) => f.payload.toString('hex'))).toEqual(readFrames(wire).map((f) => f.payload.toString('hex')));
+  });
+
   it('end() throws when the stream stopped mid-frame', () => {
     const d = new FrameDecoder();
     expect(d.push(wire.subarray(0, 8 + hello.length + 4))).toHaveLength(1);

@@ -91,8 +91,9 @@ export class FrameDecoder {
       frames.push({
         kind: this.pending.readUInt16LE(off + 4),
         flags: this.pending.readUInt16LE(off + 6),
-        // copy: the pending buffer is reused
-        payload: Buffer.from(this.pending.subarray(off + FRAME_HEADER_BYTES, end)),
+        // A view, not a copy: `pending` is this decoder's own copy of the input (Buffer.from or
+        // concat above) and is never written to, so payloads stay valid after later pushes.
+        payload: this.pending.subarray(off + FRAME_HEADER_BYTES, end),
       });
       off = end;
     }

@@ -4,3 +4,4 @@ export * from './gen/bpfleet/v1/fleet.js';
 export * from './frames.js';
 export * from './manifest.js';
 export * from './bundle-digest.js';
+export * from './smoke.js';

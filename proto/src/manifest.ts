@@ -3,11 +3,29 @@
 
 export interface ManifestField {
   name: string;
-  type: 'u8' | 'u16' | 'u32' | 'u64' | 's32' | 's64' | 'comm' | 'addr';
+  type: 'u8' | 'u16' | 'u32' | 'u64' | 's32' | 's64' | 'comm' | 'addr' | 'str';
   offset: number;
   size: number;
   format: 'plain' | 'family' | 'tcp_state' | 'hex' | 'ktime_ns';
   unit: string;
+  description: string;
+}
+
+/** One condition a smoke-test record must meet; values may hold {port}, {pid}, {bytes}. */
+export interface ManifestSmokeExpect {
+  field: string;
+  op: 'eq' | 'ge';
+  value: string;
+}
+
+/** The probe's on-device smoke test (bpf/README.md, "Smoke tests"). */
+export interface ManifestSmoke {
+  /** What the agent does to make the probe fire: "tcp_loopback". */
+  trigger: string;
+  /** Loader arguments that isolate the trigger, with placeholders. */
+  args: string[];
+  /** A record passes when every condition holds. */
+  expect: ManifestSmokeExpect[];
   description: string;
 }
 
@@ -18,6 +36,8 @@ export interface Manifest {
   kind: 'stream' | 'interval';
   record: { name: string; size: number; endian: 'little'; fields: ManifestField[] };
   hooks: { group: string; program: string; kind: string; target: string }[];
+  /** Absent in loaders built before smoke tests existed. */
+  smoke?: ManifestSmoke;
 }
 
 const TCP_STATES = [
@@ -59,6 +79,8 @@ export function decodeRecord(m: Manifest, rec: Buffer): Record<string, unknown> 
     switch (f.type) {
       case 'comm': { const nul = at.indexOf(0); v = at.subarray(0, nul < 0 ? at.length : nul).toString('latin1'); break; }
       case 'addr': v = formatAddr(at, family); break;
+      // str: UTF-8 text, NUL-terminated unless it fills the field (folded stacks)
+      case 'str': { const nul = at.indexOf(0); v = at.subarray(0, nul < 0 ? at.length : nul).toString('utf8'); break; }
       case 'u8': v = at.readUInt8(0); break;
       case 'u16': v = at.readUInt16LE(0); break;
       case 'u32': v = at.readUInt32LE(0); break;

@@ -12,7 +12,7 @@ run() {
 		sleep 0.1; i=$((i + 1))
 	done
 	if grep -q ready /tmp/err; then
-		/bin/tcpgen $PORT $SEND $RECV 2 >/tmp/gen
+		if [ -n "$TRIGGER" ]; then eval "$TRIGGER" >/tmp/gen 2>&1; else /bin/tcpgen $PORT $SEND $RECV 2 >/tmp/gen; fi
 		sleep 1
 		kill -INT $pid
 	fi
@@ -32,3 +32,13 @@ run tcpwin tcpwin --rport $PORT --sample-ms 0
 run tcpbytes tcpbytes --comm tcpgen
 run tcptop tcptop --rport $PORT
 run skbclone skbclone --comm tcpgen
+# Issue 6: XDP on lo (no native XDP there: the loaders fall back to generic), the netstat
+# counters around tcpgen, kvmexit (loads where the kernel has KVM's tracepoints).
+ICMP='grep ^Icmp: /proc/net/snmp'
+TRIGGER="$ICMP; ping -c 5 -W 1 127.0.0.1; $ICMP"
+run xdpping xdpping --ifname lo --interval 300
+TRIGGER="ping -c 3 -W 1 127.0.0.1"
+run xdpdrop xdpdrop --ifname lo --block 127.0.0.1/32 --block ::1 --interval 300
+TRIGGER=
+run netstat netstat --comm tcpgen --interval 300
+run kvmexit kvmexit

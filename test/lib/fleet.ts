@@ -16,11 +16,24 @@ export interface Proc {
   child: ChildProcess;
   /** Everything written to stdout and stderr so far. */
   log: () => string;
-  /** Resolves with the exit code (or the signal name) once the process is gone. */
+  /** Resolves with the exit code (or the signal name) once the process is gone and its output read. */
   exited: Promise<number | string>;
 }
 
 export interface CliResult { code: number; stdout: string; stderr: string }
+
+/** One stream of `bpfleet stats --json` (the fields fault tests look at). */
+export interface StreamStats {
+  streamId: string;
+  probe: string;
+  /** Records the loader wrote (as of the agent's last sample), decimal. */
+  records: string;
+  storedRecords: number;
+  duplicateRecords: number;
+  gapRecords: number;
+  rejectedRecords: number;
+  lost: Record<string, string>;
+}
 
 export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms: number, logs: () => string = () => ''): Promise<T> {
   const end = Date.now() + ms;
@@ -50,11 +63,17 @@ export class Fleet {
   readonly grpc: string;
   readonly admin: string;
   controller: Proc | undefined;
+  /** Controllers started by startExtraController (scale-out tests), by name. */
+  readonly extraControllers = new Map<string, Proc>();
   readonly agents = new Map<string, Proc>();
   private readonly procs: Proc[] = [];
 
-  constructor(opts: { name?: string; grpcPort: number; adminPort: number; env?: NodeJS.ProcessEnv }) {
+  /** Node options for the controller and agents (not the CLI), e.g. --cpu-prof for a benchmark. */
+  readonly nodeArgs: string[];
+
+  constructor(opts: { name?: string; grpcPort: number; adminPort: number; env?: NodeJS.ProcessEnv; nodeArgs?: string[] }) {
     this.dir = mkdtempSync(path.join(os.tmpdir(), `bpfleet-${opts.name ?? 'fleet'}-`));
+    this.nodeArgs = opts.nodeArgs ?? [];
     this.env = { ...process.env, XDG_CONFIG_HOME: path.join(this.dir, 'cfg'), ...opts.env };
     this.grpc = `127.0.0.1:${opts.grpcPort}`;
     this.admin = `127.0.0.1:${opts.adminPort}`;
@@ -75,6 +94,24 @@ export class Fleet {
     return this.controller;
   }
 
+  /** XDG_CONFIG_HOME of extra controller `name`: its CLI config (admin URL and token). */
+  configHome(name: string): string {
+    return path.join(this.dir, `cfg-${name}`);
+  }
+
+  /**
+   * Starts another controller (scale-out: it must share a postgres:// --store, given in
+   * `extra`, with the first) on its own gRPC and admin addresses and with its own CLI config
+   * (configHome), sharing the data dir and so the bundle signing key. Waits for its admin API.
+   */
+  async startExtraController(name: string, opts: { grpc: string; admin: string; extra?: string[] }): Promise<Proc> {
+    const p = this.spawn(CLI, ['controller', '--data-dir', path.join(this.dir, 'ctl'), '--grpc', opts.grpc, '--admin', opts.admin,
+      ...(opts.extra ?? [])], { XDG_CONFIG_HOME: this.configHome(name) });
+    this.extraControllers.set(name, p);
+    await waitFor(`controller ${name} admin API`, () => p.log().includes('admin API on'), 30_000, () => this.logs());
+    return p;
+  }
+
   /** `bpfleet token create --json`, returning the one-time token. */
   async token(labels: string[] = []): Promise<string> {
     const r = await this.cli(['token', 'create', ...labels.flatMap((l) => ['--label', l]), '--json']);
@@ -82,28 +119,37 @@ export class Fleet {
     return (JSON.parse(r.stdout) as { token: string }).token;
   }
 
-  agentArgs(name: string, extra: string[] = []): string[] {
-    return ['--controller', this.grpc, '--data-dir', path.join(this.dir, `agent-${name}`), '--board', 'host', '--dev-probes', X86_PROBES, ...extra];
+  agentArgs(name: string, extra: string[] = [], controller: string = this.grpc): string[] {
+    return ['--controller', controller, '--data-dir', this.agentDir(name), '--board', 'host', '--dev-probes', X86_PROBES, ...extra];
+  }
+
+  /** The data directory of agent `name` (identity.json, spool/, probes/). */
+  agentDir(name: string): string {
+    return path.join(this.dir, `agent-${name}`);
   }
 
   /**
    * Starts the agent called `name` (its data dir is kept across restarts); with a token it
-   * enrolls first. Waits until the controller welcomed it unless wait is false.
+   * enrolls first. Waits until the controller welcomed it unless wait is false. `controller`
+   * overrides the address it connects to (a proxy in front of the controller); `env` is added
+   * to its environment.
    */
-  async startAgent(name: string, opts: { token?: string; extra?: string[]; wait?: boolean } = {}): Promise<Proc> {
-    const args = this.agentArgs(name, [...(opts.extra ?? []), ...(opts.token ? ['--enroll-token', opts.token] : [])]);
-    const p = this.spawn(AGENT, args);
+  async startAgent(name: string, opts: { token?: string; extra?: string[]; wait?: boolean; controller?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Proc> {
+    const args = this.agentArgs(name, [...(opts.extra ?? []), ...(opts.token ? ['--enroll-token', opts.token] : [])], opts.controller);
+    const p = this.spawn(AGENT, args, opts.env);
     this.agents.set(name, p);
     if (opts.wait !== false) await waitFor(`agent ${name} welcomed`, () => p.log().includes('welcomed'), 30_000, () => this.logs());
     return p;
   }
 
-  spawn(bin: string, args: string[]): Proc {
-    const child = spawn(process.execPath, [bin, ...args], { env: this.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Starts `node bin args` with the fleet's environment plus `env`, its output collected. */
+  spawn(bin: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
+    const child = spawn(process.execPath, [...this.nodeArgs, bin, ...args], { env: { ...this.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    const exited = new Promise<number | string>((r) => child.once('exit', (code, sig) => r(code ?? sig ?? 'unknown')));
+    // 'close', not 'exit': output can still be in flight at 'exit', and tests read log() right after.
+    const exited = new Promise<number | string>((r) => child.once('close', (code, sig) => r(code ?? sig ?? 'unknown')));
     const p = { child, log: () => log, exited };
     this.procs.push(p);
     return p;
@@ -152,8 +198,19 @@ export class Fleet {
     });
   }
 
+  /**
+   * `bpfleet stats --json`: per stream, what the loader wrote, what was stored, and what each
+   * stage lost (`lost`: "stage.reason" -> count, as decimal strings).
+   */
+  async streamStats(): Promise<StreamStats[]> {
+    const r = await this.cli(['stats', '--json']);
+    if (r.code !== 0) throw new Error(`bpfleet stats failed (${r.code}): ${r.stderr}`);
+    return JSON.parse(r.stdout) as StreamStats[];
+  }
+
   logs(): string {
     const parts = [`--- controller\n${this.controller?.log() ?? ''}`];
+    for (const [n, p] of this.extraControllers) parts.push(`--- controller ${n}\n${p.log()}`);
     for (const [n, p] of this.agents) parts.push(`--- agent ${n}\n${p.log()}`);
     return parts.join('\n');
   }

@@ -4,3 +4,7 @@ export * from './frames.js';
 export * from './probe.js';
 export * from './tcpgen.js';
 export * from './fleet.js';
+export * from './tcp-proxy.js';
+export * from './netns.js';
+export * from './mosquitto.js';
+export * from './postgres.js';

@@ -52,23 +52,28 @@ function mtimeMs(file: string): number | undefined {
 }
 
 /** Compiles test/fixtures/tcpgen.c unless the binary is newer than the source; returns its path. */
-export async function buildTcpgen(): Promise<string> {
-  const src = mtimeMs(tcpgenSource);
-  if (src === undefined) throw new Error(`tcpgen source ${tcpgenSource} is missing`);
-  const bin = mtimeMs(tcpgenBinary);
-  if (bin !== undefined && bin >= src) return tcpgenBinary;
+export function buildTcpgen(): Promise<string> {
+  return buildCProgram(tcpgenSource, tcpgenBinary);
+}
 
-  mkdirSync(fixturesBinDir, { recursive: true });
-  const tmp = `${tcpgenBinary}.${process.pid}.tmp`;
+/** Compiles one C file with cc -O2 unless `binary` is newer than `source`; returns the binary's path. */
+export async function buildCProgram(source: string, binary: string): Promise<string> {
+  const src = mtimeMs(source);
+  if (src === undefined) throw new Error(`source ${source} is missing`);
+  const bin = mtimeMs(binary);
+  if (bin !== undefined && bin >= src) return binary;
+
+  mkdirSync(path.dirname(binary), { recursive: true });
+  const tmp = `${binary}.${process.pid}.tmp`;
   try {
-    await execFileP('cc', ['-O2', '-Wall', '-Wextra', '-o', tmp, tcpgenSource], { timeout: 60_000 });
+    await execFileP('cc', ['-O2', '-Wall', '-Wextra', '-o', tmp, source], { timeout: 60_000 });
   } catch (err) {
     rmSync(tmp, { force: true });
     const e = err as { stderr?: string; message: string };
-    throw new Error(`compiling ${tcpgenSource} with cc failed: ${e.message}\n${e.stderr ?? ''}`, { cause: err });
+    throw new Error(`compiling ${source} with cc failed: ${e.message}\n${e.stderr ?? ''}`, { cause: err });
   }
-  renameSync(tmp, tcpgenBinary); // atomic: a concurrent run sees the old binary or the new one
-  return tcpgenBinary;
+  renameSync(tmp, binary); // atomic: a concurrent run sees the old binary or the new one
+  return binary;
 }
 
 function parseConn(line: string): TcpgenConn {

@@ -41,6 +41,7 @@ function expectedShape(f: ManifestField): { size: number; kind: string } {
   switch (f.type) {
     case 'comm': return { size: 16, kind: 'array' };
     case 'addr': return { size: 16, kind: 'array' };
+    case 'str': return { size: f.size, kind: 'array' };
     case 'u8': return { size: 1, kind: 'int' };
     case 'u16': return { size: 2, kind: 'int' };
     case 'u32': return { size: 4, kind: 'int' };

@@ -8,3 +8,4 @@ export * from './probe-run.js';
 export * from './probe-runner.js';
 export { RestartBackoff, DEFAULT_BACKOFF, type BackoffOptions } from './restart-backoff.js';
 export type { LoaderCounters } from './loader-stats.js';
+export type { LoaderHandle, LoaderFactory, LoaderProcessHandlers, LoaderEnd } from './loader-process.js';

@@ -17,7 +17,24 @@ export interface LoaderEnd extends LoaderExit {
   protocolError?: Error;
 }
 
-export class LoaderProcess {
+/**
+ * What a probe run needs of a loader: a real process (LoaderProcess) or anything that speaks the
+ * same frames, such as the fleet simulator's replay of recorded probe output (agent/src/sim).
+ */
+export interface LoaderHandle {
+  readonly exited: Promise<LoaderExit>;
+  readonly ended: Promise<LoaderEnd>;
+  readonly pid: number | undefined;
+  readonly hasExited: boolean;
+  pause(): void;
+  resume(): void;
+  signal(sig: NodeJS.Signals): void;
+}
+
+/** Starts a loader; the default spawns the binary (new LoaderProcess). */
+export type LoaderFactory = (bin: string, argv: string[], handlers: LoaderProcessHandlers) => LoaderHandle;
+
+export class LoaderProcess implements LoaderHandle {
   readonly startedAt = Date.now();
   /** Resolves at process exit (stdout may still hold unread frames). */
   readonly exited: Promise<LoaderExit>;

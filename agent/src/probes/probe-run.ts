@@ -4,7 +4,7 @@ import { FrameKind, ProbeStatus_State, frameJson, type Frame, type ProbeStatus }
 import { DeliveryQueue } from './delivery-queue.js';
 import { loaderArgv } from './loader-args.js';
 import { classifyExit, describeExit, statusExitCode } from './loader-exit.js';
-import { LoaderProcess, type LoaderEnd } from './loader-process.js';
+import { LoaderProcess, type LoaderEnd, type LoaderFactory, type LoaderHandle } from './loader-process.js';
 import { ZERO_COUNTERS, addCounters, parseStatsFrame, toLoaderStats, type LoaderCounters } from './loader-stats.js';
 import type { LoaderManifest, ManifestCache } from './manifest-cache.js';
 import { RecordBatcher } from './record-batcher.js';
@@ -27,14 +27,18 @@ export interface ProbeRunOptions {
   stopGraceMs: number;
   /** Batches waiting for the sink before stdout is paused. */
   maxPendingBatches: number;
+  /** Starts the loader (default: spawn it); the fleet simulator replays recorded output instead. */
+  loaderFactory?: LoaderFactory;
   log: (line: string) => void;
 }
+
+const spawnLoader: LoaderFactory = (bin, argv, handlers) => new LoaderProcess(bin, argv, handlers);
 
 const { STATE_UNSPECIFIED, STATE_RUNNING, STATE_STOPPED, STATE_CRASHED, STATE_FAILED } = ProbeStatus_State;
 
 /** Per loader process: what its HELLO said and how far its counters got. */
 interface ProcessState {
-  proc: LoaderProcess;
+  proc: LoaderHandle;
   lm: LoaderManifest;
   helloJson?: string;
   clockOffsetNs: bigint;
@@ -155,7 +159,7 @@ export class ProbeRun {
         };
         this.queue.push(() => this.opts.sink.batch(batch), true);
       }),
-      proc: new LoaderProcess(bin, loaderArgv(this.opts.args, this.opts.statsIntervalMs), {
+      proc: (this.opts.loaderFactory ?? spawnLoader)(bin, loaderArgv(this.opts.args, this.opts.statsIntervalMs), {
         frames: (frames) => this.onFrames(ps, frames),
         stderrChunk: (text) => this.tail.push(text).forEach((l) => this.onStderrLine(ps, l)),
       }),

@@ -3,6 +3,7 @@
 import type { ProbeStatus, StartProbe } from '@bpfleet/proto';
 import { ManifestCache } from './manifest-cache.js';
 import type { ProbeRegistry } from './probe-registry.js';
+import type { LoaderFactory } from './loader-process.js';
 import { ProbeRun } from './probe-run.js';
 import { DEFAULT_BACKOFF, type BackoffOptions } from './restart-backoff.js';
 import { DEFAULT_BATCH_LIMITS, type BatchLimits, type ProbeSink } from './types.js';
@@ -21,6 +22,8 @@ export interface ProbeRunnerOptions {
   /** Batches waiting for the sink before a run stops reading its loader (default 2). */
   maxPendingBatches?: number;
   manifests?: ManifestCache;
+  /** Starts loaders (default: spawn the binary); the fleet simulator replays recorded output. */
+  loaderFactory?: LoaderFactory;
   /** Loader stderr and runner messages. */
   log?: (runId: string, line: string) => void;
 }
@@ -56,6 +59,7 @@ export class ProbeRunner {
       ...(this.opts.statsIntervalMs !== undefined ? { statsIntervalMs: this.opts.statsIntervalMs } : {}),
       stopGraceMs: this.opts.stopGraceMs ?? 5000,
       maxPendingBatches: this.opts.maxPendingBatches ?? 2,
+      ...(this.opts.loaderFactory !== undefined ? { loaderFactory: this.opts.loaderFactory } : {}),
       log: (line) => log(req.runId, line),
     });
     this.runs.set(req.runId, run);

@@ -12,6 +12,7 @@ import { buildTcpgen, devDir, ensureProbesBuilt, pickPort, requireRoot, runTcpge
 import { Spool } from '../spool/index.js';
 import { SystemMetricsSampler, detectDeviceFacts } from '../system/index.js';
 import { GrpcTransport } from '../transport/index.js';
+import type { SmokeReport } from '../smoke/index.js';
 import { AgentSession } from './agent-session.js';
 import { TestController } from './session-test-support.js';
 
@@ -267,9 +268,16 @@ describe('AgentSession with real probes and a real gRPC link', () => {
       expect(badArgs.error).toMatch(/--json/);
       const noRun = await ctrl.command({ $case: 'stop', value: { commandId: 'sp-x', runId: 'nope' } });
       expect(noRun).toMatchObject({ ok: false, error: 'no active run nope on this device' });
-      const smoke = await ctrl.command({ $case: 'smoke', value: { commandId: 'sm', probes: [] } });
-      expect(smoke.ok).toBe(false);
-      expect(smoke.error).toMatch(/not implemented/);
+      // The smoke test runs the installed tcpstates for real; its records reach the controller
+      // like any run's, on the stream of run smoke-<command>-<probe>.
+      const smoke = await ctrl.command({ $case: 'smoke', value: { commandId: 'sm', probes: ['tcpstates'], probeTimeoutMs: 0 } }, 60_000);
+      expect(smoke).toMatchObject({ ok: true, error: '' });
+      const report = JSON.parse(smoke.detailJson) as SmokeReport;
+      expect(report.probes).toHaveLength(1);
+      expect(report.probes[0]).toMatchObject({ probe: 'tcpstates', outcome: 'pass', reason: '',
+        runId: 'smoke-sm-tcpstates', streamId: `${DEVICE}/tcpstates/smoke-sm-tcpstates` });
+      expect(report.probes[0]!.verifiedInsns).toBeGreaterThan(0);
+      await ctrl.waitFor('smoke records stored', () => (ctrl.store.get(`${DEVICE}/tcpstates/smoke-sm-tcpstates`)?.size ?? 0) > 0);
 
       // heartbeat_ms 100 from the Welcome's config.
       const n = ctrl.heartbeats.length;

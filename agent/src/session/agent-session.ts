@@ -2,6 +2,7 @@
 // to the spool first (durable), then to the controller if the link is up (event-sender.ts).
 // Per connection: Hello → Welcome (acks applied to the spool) → replay of everything
 // unacknowledged → live. Commands, statuses, stats and heartbeats travel the same link.
+import { randomBytes } from 'node:crypto';
 import {
   ProbeStatus_State,
   type AgentConfig,
@@ -25,6 +26,7 @@ import {
   type ProbeRegistry,
   type ProbeRunnerOptions,
 } from '../probes/index.js';
+import { SmokeTester } from '../smoke/index.js';
 import { SpoolFullError, type Spool } from '../spool/index.js';
 import type { Transport } from '../transport/index.js';
 import { deployBundle, runSmokeTest, startProbe, stopProbe, type CommandDeps } from './commands.js';
@@ -55,7 +57,7 @@ export interface AgentSessionOptions {
   /** On stop, how long to try to send what the stopped probes wrote last (default 3 s). */
   shutdownFlushMs?: number;
   batch?: Partial<BatchLimits>;
-  runner?: Pick<ProbeRunnerOptions, 'backoff' | 'stopGraceMs' | 'maxPendingBatches'>;
+  runner?: Pick<ProbeRunnerOptions, 'backoff' | 'stopGraceMs' | 'maxPendingBatches' | 'loaderFactory'>;
   log?: (line: string) => void;
 }
 
@@ -82,6 +84,13 @@ const firstLine = (s: string): string => s.split('\n', 1)[0] ?? '';
 
 export class AgentSession {
   readonly runner: ProbeRunner;
+  /**
+   * Hello.agent_instance: random per agent process, the same on every reconnect, so the
+   * controller can tell this agent reconnecting from another one presenting its credential.
+   */
+  readonly instance: string = randomBytes(8).toString('hex');
+  /** Smoke runs: their own runner, feeding the same sink (spool, then stream) as every run. */
+  readonly smoke: SmokeTester;
   private readonly sender: EventSender;
   private readonly statsBook = new PipelineStatsBook();
   private readonly batchLimits: BatchLimits;
@@ -118,6 +127,20 @@ export class AgentSession {
         status: (s) => this.onStatus(s),
       },
       log: (runId, line) => this.log(`probe ${runId}: ${line}`),
+    });
+    this.smoke = new SmokeTester({
+      registry: opts.registry,
+      manifests: this.runner.manifests,
+      deviceId: opts.deviceId,
+      batch: this.batchLimits,
+      statsIntervalMs: opts.loaderStatsIntervalMs ?? 1000,
+      sink: {
+        batch: (b) => this.onBatch(b),
+        stats: (s) => this.onLoaderStats(s),
+        status: (s) => this.onStatus(s),
+      },
+      installed: async () => (await this.installedProbes()).map((p) => p.name),
+      log: this.log,
     });
     this.sender = new EventSender(opts.spool, opts.transport, this.log);
     this.deps = { installer: opts.installer, registry: opts.registry, runner: this.runner, log: this.log };
@@ -158,7 +181,7 @@ export class AgentSession {
     clearInterval(this.statsTimer);
     clearInterval(this.heartbeatTimer);
     clearTimeout(this.welcomeTimer);
-    const finals = await this.runner.stopAll();
+    const [finals] = await Promise.all([this.runner.stopAll(), this.smoke.stop()]);
     await this.commands.catch(() => undefined);
     if (this.welcomed) {
       const flushMs = this.opts.shutdownFlushMs ?? 3000;
@@ -186,7 +209,8 @@ export class AgentSession {
       hello = {
         payload: {
           $case: 'hello',
-          value: { deviceId: this.opts.deviceId, facts, agentVersion: this.opts.agentVersion, installed, spooled: this.opts.spool.cursors() },
+          value: { deviceId: this.opts.deviceId, facts, agentVersion: this.opts.agentVersion, installed, spooled: this.opts.spool.cursors(),
+            agentInstance: this.instance },
         },
       };
     } catch (err) {
@@ -269,7 +293,7 @@ export class AgentSession {
       }
       case 'smoke': {
         const cmd = p.value;
-        return this.command(async () => runSmokeTest(cmd));
+        return this.command(() => runSmokeTest(this.smoke, this.deps, cmd));
       }
       default:
         this.log('session: ignoring a controller message this agent does not know');

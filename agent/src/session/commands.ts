@@ -3,6 +3,7 @@ import type { CommandResult, DeployBundle, RunSmokeTest, StartProbe, StopProbe }
 import { ProbeStatus_State } from '@bpfleet/proto';
 import type { BundleInstaller } from '../bundles/index.js';
 import { ProbeNotInstalledError, type ProbeRegistry, type ProbeRunner } from '../probes/index.js';
+import type { SmokeTester } from '../smoke/index.js';
 
 export interface CommandDeps {
   installer: BundleInstaller;
@@ -54,9 +55,18 @@ export async function stopProbe(d: CommandDeps, cmd: StopProbe): Promise<Command
   return ok(cmd.commandId, { runId: cmd.runId, state: ProbeStatus_State[final.state], exitCode: final.exitCode });
 }
 
-export function runSmokeTest(cmd: RunSmokeTest): CommandResult {
-  return failed(
-    cmd.commandId,
-    'smoke tests are not implemented in this agent version yet; start the probe with StartProbe to check it instead',
-  );
+/**
+ * Runs the smoke test (agent/src/smoke). The command itself succeeds whenever the test ran: the
+ * per-probe outcomes (pass, fail, unsupported) are in detail_json as a SmokeReport.
+ */
+export async function runSmokeTest(smoke: SmokeTester, d: Pick<CommandDeps, 'log'>, cmd: RunSmokeTest): Promise<CommandResult> {
+  try {
+    const report = await smoke.run({ commandId: cmd.commandId, probes: cmd.probes, probeTimeoutMs: cmd.probeTimeoutMs });
+    const n = (o: string) => report.probes.filter((p) => p.outcome === o).length;
+    d.log(`session: smoke test ${cmd.commandId}: ${n('pass')} pass, ${n('fail')} fail, ${n('unsupported')} unsupported in ${report.durationMs} ms`);
+    return ok(cmd.commandId, report);
+  } catch (err) {
+    d.log(`session: smoke test ${cmd.commandId} could not run: ${message(err)}`);
+    return failed(cmd.commandId, `the smoke test could not run: ${message(err)}`);
+  }
 }

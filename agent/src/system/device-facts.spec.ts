@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { detectDeviceFacts, readKernelCaps } from './device-facts.js';
+import { detectArch } from './arch.js';
+import { detectDeviceFacts, hostArch, readKernelCaps, reportedArch } from './device-facts.js';
 
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
@@ -34,5 +35,14 @@ describe('device facts of this host', () => {
       tracepoints: k['tracefs'],
       jit: Number(k['jit']) > 0,
     });
+  });
+});
+
+describe('BPFLEET_FAKE_ARCH (test only)', () => {
+  it('changes the reported arch only; hostArch() stays what loaders must be built for', () => {
+    expect(reportedArch({ BPFLEET_FAKE_ARCH: 'arm64' })).toBe('arm64');
+    expect(reportedArch({ BPFLEET_FAKE_ARCH: '' })).toBe(hostArch());
+    expect(reportedArch({})).toBe(hostArch());
+    expect(hostArch()).toBe(detectArch(process.arch, os.machine()));
   });
 });

@@ -7,6 +7,26 @@ import { kernelCapsFrom, parseCapEff, tracingDir } from './kernel-caps.js';
 import { classifyLibc, type Libc } from './libc.js';
 import { countCpuList, memFromMeminfo, parseMeminfo } from './proc-parsers.js';
 
+/**
+ * TEST ONLY. BPFLEET_FAKE_ARCH=<arch> makes the agent *report* that architecture to the controller
+ * (the facts of Enroll and Hello), while its bundle installer keeps checking bundles against the
+ * real one (hostArch()). Integration tests use it to drive a wrong-architecture deploy end to end
+ * on one machine: the controller refuses an arch it has no build for, the agent refuses a bundle
+ * built for another arch. Never set it on a board: the controller would send it loaders it cannot run.
+ */
+export const FAKE_ARCH_ENV = 'BPFLEET_FAKE_ARCH';
+
+/** The architecture loaders must be built for on this machine (never the test override). */
+export function hostArch(): string {
+  return detectArch(process.arch, os.machine());
+}
+
+/** What the agent reports as its architecture: hostArch(), unless the test-only override is set. */
+export function reportedArch(env: NodeJS.ProcessEnv = process.env): string {
+  const fake = env[FAKE_ARCH_ENV];
+  return fake !== undefined && fake !== '' ? fake : hostArch();
+}
+
 export interface DetectOptions {
   /** Board profile name (dayu200, hi3516dv300, ...): configured, not detectable. */
   board?: string;
@@ -51,7 +71,7 @@ export async function detectDeviceFacts(opts: DetectOptions = {}): Promise<Devic
   const online = await files.text('/sys/devices/system/cpu/online');
   return {
     board: opts.board ?? '',
-    arch: detectArch(process.arch, os.machine()),
+    arch: reportedArch(),
     kernelRelease: os.release(),
     libc: await detectLibc(files),
     caps: await readKernelCaps(files),

@@ -30,7 +30,7 @@ function transport(ctrl: TestController, over: Partial<GrpcTransportOptions> = {
   return { t, events, got };
 }
 
-const hello: AgentMessage = { payload: { $case: 'hello', value: { deviceId: 'd', facts: undefined, agentVersion: '0', installed: [], spooled: [] } } };
+const hello: AgentMessage = { payload: { $case: 'hello', value: { deviceId: 'd', facts: undefined, agentVersion: '0', installed: [], spooled: [], agentInstance: 'i' } } };
 
 describe('ReconnectBackoff', () => {
   it('full jitter under a cap that doubles from 0.5 s to 30 s, reset by a healthy link', () => {
@@ -153,7 +153,11 @@ describe('GrpcTransport', () => {
       await ctrl.waitFor('a refusal logged', () => logs.length > 0, 10_000);
       expect(bad.t.isUp).toBe(false);
       expect(logs[0]).toMatch(/^transport: cannot reach 127\.0\.0\.1:\d+: UNAVAILABLE/);
+      expect(logs[0]).toMatch(/; the controller's certificate does not verify against --tls-ca \(SELF_SIGNED_CERT_IN_CHAIN\): give the CA that signed/);
       await expect(grpcEnroll({ address: ctrl.address }, { token: 't', deviceName: 'n', facts: undefined })).rejects.toThrow(/enrollment at 127\.0\.0\.1:\d+ failed: UNAVAILABLE/);
+      await expect(grpcEnroll({ address: ctrl.address }, { token: 't', deviceName: 'n', facts: undefined })).rejects.toThrow(/serves TLS and this agent speaks plaintext: give --tls-ca/);
+      await expect(grpcEnroll({ address: ctrl.address, tls: { ca: f('ca.pem') } }, { token: 't', deviceName: 'n', facts: undefined }))
+        .rejects.toThrow(/the controller requires a client certificate \(mutual TLS\): give --tls-cert and --tls-key/);
     } finally {
       await good.t.close();
       await bad.t.close();

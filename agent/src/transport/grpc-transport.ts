@@ -27,6 +27,7 @@ import {
   type Transport,
   type TransportEvents,
 } from './transport.js';
+import { diagnoseLink } from './link-diagnosis.js';
 
 /** PEM contents. No CA: plaintext (development only). cert and key together: mutual TLS. */
 export interface GrpcTlsOptions {
@@ -44,15 +45,22 @@ export interface GrpcTransportOptions {
   /** Device credential from enrollment. */
   credential: string;
   tls?: GrpcTlsOptions;
-  /** Ping after this long without traffic (default 20 s)... */
+  /**
+   * Ping the controller this often (default 10 s)... grpc-js pings on this period whether or not
+   * data flows, so a silently dead link (no RST: a blackholed route, a NAT that forgot us) is
+   * noticed within keepaliveTimeMs + keepaliveTimeoutMs: 15 s by default, measured ~12-15 s in
+   * test/fleet/link-cut.test.ts. The controller allows pings every 10 s.
+   */
   keepaliveTimeMs?: number;
-  /** ...and drop the link when the ping is not answered within this (default 10 s). */
+  /** ...and drop the link when the ping is not answered within this (default 5 s). */
   keepaliveTimeoutMs?: number;
   /** Longest wait for a connection per attempt (default 10 s). */
   connectTimeoutMs?: number;
   backoff?: Partial<ReconnectBackoffOptions>;
   /** Largest message accepted from the controller (default 80 MiB: a bundle is up to 64 MiB). */
   maxReceiveBytes?: number;
+  /** Extra grpc-js channel options (the fleet simulator gives each device its own connection). */
+  channelOptions?: Partial<ClientOptions>;
   log?: (line: string) => void;
   random?: () => number;
 }
@@ -65,22 +73,31 @@ function channelCredentials(tls: GrpcTlsOptions | undefined): ChannelCredentials
   return credentials.createSsl(tls.ca, tls.key ?? null, tls.cert ?? null);
 }
 
-function clientOptions(o: Pick<GrpcTransportOptions, 'tls' | 'keepaliveTimeMs' | 'keepaliveTimeoutMs' | 'maxReceiveBytes'>): Partial<ClientOptions> {
+function clientOptions(o: Pick<GrpcTransportOptions, 'tls' | 'keepaliveTimeMs' | 'keepaliveTimeoutMs' | 'maxReceiveBytes' | 'channelOptions'>): Partial<ClientOptions> {
   return {
-    'grpc.keepalive_time_ms': o.keepaliveTimeMs ?? 20_000,
-    'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs ?? 10_000,
+    'grpc.keepalive_time_ms': o.keepaliveTimeMs ?? 10_000,
+    'grpc.keepalive_timeout_ms': o.keepaliveTimeoutMs ?? 5_000,
     'grpc.max_receive_message_length': o.maxReceiveBytes ?? 80 << 20,
     // Our own backoff decides when to retry; the channel should not add minutes of its own.
     'grpc.initial_reconnect_backoff_ms': 500,
     'grpc.max_reconnect_backoff_ms': 5_000,
     ...(o.tls?.serverName !== undefined ? { 'grpc.ssl_target_name_override': o.tls.serverName } : {}),
+    ...o.channelOptions,
   };
 }
 
+/**
+ * gRPC's reason on one line, without the parts that change on every attempt (grpc-js stamps the
+ * time into connection errors), so identical failures read, and are logged, as one.
+ */
 function describe(err: unknown): string {
   const e = err as Partial<ServiceError>;
-  if (typeof e.code === 'number') return `${status[e.code] ?? e.code}: ${e.details || e.message}`;
-  return (err as Error).message ?? String(err);
+  const text = typeof e.code === 'number' ? `${status[e.code] ?? e.code}: ${e.details || e.message}` : ((err as Error).message ?? String(err));
+  return text
+    .replace(/\s*\(\d{4}-\d\d-\d\dT[\d:.]+Z\)/g, '')
+    .replace(/\s*Resolution note:\s*$/, '')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 /** EnrollRequest → EnrollResponse; the error names the controller and gRPC's reason. */
@@ -91,8 +108,10 @@ export function grpcEnroll(
   const client = new AgentServiceClient(opts.address, channelCredentials(opts.tls), clientOptions(opts));
   return new Promise<EnrollResponse>((resolve, reject) => {
     client.enroll(req, new Metadata(), { deadline: Date.now() + (opts.timeoutMs ?? 15_000) }, (err, res) => {
-      if (err) reject(new Error(`enrollment at ${opts.address} failed: ${describe(err)}`, { cause: err }));
-      else resolve(res);
+      if (!err) return resolve(res);
+      // gRPC says "Failed to connect" for most TLS refusals: find out which one it was.
+      const why = err.code === status.UNAVAILABLE ? diagnoseLink(opts.address, opts.tls) : Promise.resolve('');
+      void why.then((hint) => reject(new Error(`enrollment at ${opts.address} failed: ${describe(err)}${hint ? `\n  ${hint}` : ''}`, { cause: err })));
     });
   }).finally(() => client.close());
 }
@@ -201,7 +220,7 @@ export class GrpcTransport implements Transport {
     });
     call.on('drain', () => this.onDrain(call));
     call.on('error', (err) => end(describe(err)));
-    call.on('status', (s) => end(s.code === status.OK ? 'controller closed the session' : `${status[s.code]}: ${s.details}`));
+    call.on('status', (s) => end(s.code === status.OK ? 'controller closed the session' : describe(s)));
     this.whenReady(client, call);
   }
 
@@ -256,8 +275,14 @@ export class GrpcTransport implements Transport {
     }
     if (this.closed) return;
     const delay = this.backoff.next();
-    // A lost session is the session's to report; repeated identical failures are logged once.
-    if (!wasUp && reason !== this.lastFailure) this.log(`transport: cannot reach ${this.opts.address}: ${reason}; retrying`);
+    // A lost session is the session's to report; repeated identical failures are logged once,
+    // with what a plain TLS/TCP connection says about them (gRPC's reason is often just "Failed to connect").
+    if (!wasUp && reason !== this.lastFailure) {
+      const address = this.opts.address;
+      void diagnoseLink(address, this.opts.tls).catch(() => '').then((hint) => {
+        this.log(`transport: cannot reach ${address}: ${reason}${hint ? `; ${hint}` : ''}; retrying`);
+      });
+    }
     this.lastFailure = wasUp ? '' : reason;
     this.retryTimer = setTimeout(() => this.attempt(), delay);
   }

@@ -163,6 +163,20 @@ out:
 	return err;
 }
 
+/* Smoke test (bpf/README.md, "Smoke tests"): the tcp_loopback trigger, isolated by the filter. */
+static const char *const smoke_args[] = { "--pid", "{pid}", "--interval", "200", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "pid", "eq", "{pid}" },
+	{ "count", "ge", "1" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "tcp_loopback",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "the agent process cloned socket buffers while sending on loopback",
+};
+
 static const struct probe_def def = {
 	.name = "skbclone",
 	.version = "1.0.0",
@@ -175,6 +189,7 @@ static const struct probe_def def = {
 	.hooks = hooks,
 	.nhooks = sizeof(hooks) / sizeof(hooks[0]),
 	.on_interval = on_interval,
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

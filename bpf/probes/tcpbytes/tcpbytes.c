@@ -152,6 +152,21 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return 0;
 }
 
+/* Smoke test (bpf/README.md, "Smoke tests"): the tcp_loopback trigger, isolated by the filter. */
+static const char *const smoke_args[] = { "--lport", "{port}", "--interval", "200", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "pid", "eq", "{pid}" },
+	{ "recv_total", "ge", "{bytes}" },
+	{ "sent_total", "ge", "{bytes}" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "tcp_loopback",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "the agent process received and echoed {bytes} bytes on port {port}",
+};
+
 static const struct probe_def def = {
 	.name = "tcpbytes",
 	.version = "1.0.0",
@@ -164,6 +179,7 @@ static const struct probe_def def = {
 	.hooks = hooks,
 	.nhooks = sizeof(hooks) / sizeof(hooks[0]),
 	.on_interval = on_interval,
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

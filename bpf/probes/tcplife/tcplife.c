@@ -28,6 +28,21 @@ static const struct probe_hook hooks[] = {
 	{ "set_state", "tcp_state_kprobe", HOOK_KPROBE, "tcp_set_state" },
 };
 
+/* Smoke test (bpf/README.md, "Smoke tests"): the tcp_loopback trigger, isolated by the filter. */
+static const char *const smoke_args[] = { "--lport", "{port}", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "lport", "eq", "{port}" },
+	{ "rx_bytes", "ge", "{bytes}" },
+	{ "tx_bytes", "ge", "{bytes}" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "tcp_loopback",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "the server side of a closed loopback connection to {port} moved {bytes} bytes each way",
+};
+
 static const struct probe_def def = {
 	.name = "tcplife",
 	.version = "1.0.0",
@@ -39,6 +54,7 @@ static const struct probe_def def = {
 	.nfields = sizeof(fields) / sizeof(fields[0]),
 	.hooks = hooks,
 	.nhooks = sizeof(hooks) / sizeof(hooks[0]),
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

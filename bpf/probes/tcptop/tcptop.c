@@ -117,6 +117,21 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return 0;
 }
 
+/* Smoke test (bpf/README.md, "Smoke tests"): the tcp_loopback trigger, isolated by the filter. */
+static const char *const smoke_args[] = { "--lport", "{port}", "--interval", "200", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "lport", "eq", "{port}" },
+	{ "pid", "eq", "{pid}" },
+	{ "recv_bytes", "ge", "1" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "tcp_loopback",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "the server connection on port {port} of the agent process received bytes",
+};
+
 static const struct probe_def def = {
 	.name = "tcptop",
 	.version = "1.0.0",
@@ -132,6 +147,7 @@ static const struct probe_def def = {
 	.nargs = sizeof(args) / sizeof(args[0]),
 	.parse_arg = parse_arg,
 	.on_interval = on_interval,
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

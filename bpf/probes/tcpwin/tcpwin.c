@@ -63,6 +63,20 @@ static int parse_arg(const char *name, const char *value)
 	return 0;
 }
 
+/* Smoke test (bpf/README.md, "Smoke tests"): the tcp_loopback trigger, isolated by the filter. */
+static const char *const smoke_args[] = { "--lport", "{port}", "--sample-ms", "0", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "lport", "eq", "{port}" },
+	{ "snd_cwnd", "ge", "1" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "tcp_loopback",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "a segment received on the server socket of a loopback connection to {port} is sampled",
+};
+
 static const struct probe_def def = {
 	.name = "tcpwin",
 	.version = "1.0.0",
@@ -77,6 +91,7 @@ static const struct probe_def def = {
 	.args = args,
 	.nargs = sizeof(args) / sizeof(args[0]),
 	.parse_arg = parse_arg,
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

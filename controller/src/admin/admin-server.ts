@@ -18,6 +18,8 @@ import { DEFAULT_BPF_OUT } from './probe-catalog.js';
 import { Query, type AdminContext, type Handler } from './request.js';
 import { postDeploy, postStop, postToken } from './routes-commands.js';
 import { getDevices, getEvents, getExport, getProbes, getRuns, getStats, getStreams } from './routes-read.js';
+import { getSmoke, postSmoke } from '../smoke/routes-smoke.js';
+import { getAnomalies, getFlamegraph } from '../stacks/routes-stacks.js';
 
 export interface AdminServerOptions {
   store: Store;
@@ -50,6 +52,9 @@ const ROUTES: Record<string, Partial<Record<string, Handler>>> = {
   '/api/v1/tokens': { POST: postToken },
   '/api/v1/deploy': { POST: postDeploy },
   '/api/v1/stop': { POST: postStop },
+  '/api/v1/smoke': { GET: getSmoke, POST: postSmoke },
+  '/api/v1/flamegraph': { GET: getFlamegraph },
+  '/api/v1/anomalies': { GET: getAnomalies },
 };
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
@@ -100,7 +105,7 @@ export class AdminServer {
         const [devices, stats] = await Promise.all([ctx.store.devices(), ctx.store.pipelineStats()]);
         const ingest = ctx.fleet?.ingestCounters?.();
         const online = ctx.fleet?.devicesOnline() ?? new Set(devices.filter((d) => d.online).map((d) => d.id));
-        const text = renderFleetMetrics({ devices, online, stats, ...(ingest ? { ingest } : {}) });
+        const text = renderFleetMetrics({ devices, online, stats, ...(ingest ? { ingest } : {}) }) + (ctx.fleet?.transportMetrics?.() ?? '');
         res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
         res.end(text);
         return;

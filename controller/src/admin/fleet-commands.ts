@@ -25,6 +25,8 @@ export interface StartOutcome extends CommandOutcome {
 /** A command sent to one device; `result` settles when the device answers. */
 export interface PendingCommand<T extends CommandOutcome = CommandOutcome> {
   device: DeviceRef;
+  /** The command's id once sent (a smoke test's runs are "smoke-<commandId>-<probe>"). */
+  commandId?: string;
   result: Promise<T>;
 }
 
@@ -47,8 +49,14 @@ export interface FleetCommands {
   start(selector: DeviceSelector, probe: string, args: string[]): Promise<PendingCommand<StartOutcome>[]>;
   /** Stops one run on the device running it. */
   stop(runId: string): Promise<CommandOutcome>;
+  /** Runs the on-device smoke test of `probes` (all installed when empty) on the selected devices. */
+  smoke?(selector: DeviceSelector, probes: string[], opts: { timeoutMs?: number; probeTimeoutMs?: number }): Promise<PendingCommand[]>;
+  /** Live sessions with the probes each device announced (smoke progress totals). */
+  sessionsInfo?(): { deviceId: string; installed: { name: string }[]; transport: string }[];
   /** Subscribes to fleet events; returns the unsubscribe function. */
   onEvent?(listener: (e: FleetEvent) => void): () => void;
   /** Counters of the ingest path, for /metrics. */
   ingestCounters?(): IngestCounters;
+  /** Prometheus text the transports add to /metrics (MQTT). */
+  transportMetrics?(): string;
 }

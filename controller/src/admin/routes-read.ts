@@ -16,7 +16,10 @@ function onlineSet(ctx: AdminContext): ReadonlySet<string> | undefined {
 export const getDevices: Handler = async (ctx, { res, query }) => {
   query.allow([]);
   const online = onlineSet(ctx);
-  const devices = (await ctx.store.devices()).map((d) => ({ ...d, online: online ? online.has(d.id) : d.online }));
+  // Transport: the live session's here, else the one the device last used (enrollment is always gRPC).
+  const live = new Map((ctx.fleet?.sessionsInfo?.() ?? []).map((x) => [x.deviceId, x.transport]));
+  const devices = (await ctx.store.devices()).map((d) => ({ ...d, online: online ? online.has(d.id) : d.online,
+    transport: live.get(d.id) ?? d.transport }));
   sendJson(res, 200, { devices });
 };
 

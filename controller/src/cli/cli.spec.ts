@@ -63,9 +63,9 @@ describe('bpfleet against a running admin API', () => {
     const r = await bpfleet(['devices']);
     expect(r.code).toBe(0);
     const [header, first, second] = r.stdout.split('\n');
-    expect(header).toMatch(/^NAME +ID +STATE +BOARD +ARCH +KERNEL +LAST SEEN +LABELS$/);
-    expect(first).toMatch(/^bench-1 +d-\S+ +online +dayu200 +arm64 +6\.1\.0-test +.* board=dayu200,lab=3$/);
-    expect(second).toMatch(/^bench-2 +d-\S+ +offline +hi3516dv300 +arm /);
+    expect(header).toMatch(/^NAME +ID +STATE +TRANSPORT +BOARD +ARCH +KERNEL +LAST SEEN +LABELS$/);
+    expect(first).toMatch(/^bench-1 +d-\S+ +online +\S+ +dayu200 +arm64 +6\.1\.0-test +.* board=dayu200,lab=3$/);
+    expect(second).toMatch(/^bench-2 +d-\S+ +offline +\S+ +hi3516dv300 +arm /);
     expect(first!.indexOf(p.bench1)).toBe(header!.indexOf('ID'));
   });
 

@@ -7,7 +7,7 @@ import { formatAgo, formatBytes, renderTable } from './table.js';
 export const devicesCommand: Command = {
   name: 'devices',
   summary: 'list enrolled devices',
-  help: 'Usage: bpfleet devices [--json]\n\nEvery enrolled device with its labels, board, kernel and whether its agent is connected.',
+  help: 'Usage: bpfleet devices [--json]\n\nEvery enrolled device with its labels, board, kernel, whether its agent is connected and over which transport (grpc, mqtt).',
   options: {},
   async run(ctx) {
     const { devices } = await ctx.client().get<{ devices: DeviceRow[] }>('/api/v1/devices');
@@ -18,6 +18,7 @@ export const devicesCommand: Command = {
       { header: 'NAME', value: (d) => d.name },
       { header: 'ID', value: (d) => d.id },
       { header: 'STATE', value: (d) => (d.online ? 'online' : 'offline') },
+      { header: 'TRANSPORT', value: (d) => d.transport ?? '-' },
       { header: 'BOARD', value: (d) => String(d.facts['board'] ?? '') || '-' },
       { header: 'ARCH', value: (d) => String(d.facts['arch'] ?? '') || '-' },
       { header: 'KERNEL', value: (d) => String(d.facts['kernelRelease'] ?? d.facts['kernel_release'] ?? '') || '-' },

@@ -1,7 +1,8 @@
 // The long-running parts: `bpfleet controller` runs in this process; `bpfleet agent` execs the
 // agent's own entry point (the controller never imports agent code).
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runController } from '../main/index.js';
@@ -19,20 +20,37 @@ function splitHostPort(v: string, flag: string): { host: string; port: number } 
 export const controllerCommand: Command = {
   name: 'controller',
   summary: 'run the controller (gRPC for agents, admin API, store)',
-  help: `Usage: bpfleet controller [--data-dir DIR] [--store FILE] [--grpc HOST:PORT] [--admin HOST:PORT]
+  help: `Usage: bpfleet controller [--data-dir DIR] [--store FILE|URL] [--grpc HOST:PORT] [--admin HOST:PORT]
                           [--bpf-out DIR] [--tls-cert F --tls-key F [--tls-ca F [--mtls]]]
+                          [--mqtt embedded|URL] [--mqtt-listen HOST:PORT] [--mqtt-share GROUP] ...
+                          [--http HOST:PORT]
 
   --data-dir DIR     database and bundle signing key (default ~/.local/share/bpfleet/controller)
-  --store FILE       SQLite database (default <data-dir>/bpfleet.db)
+  --store FILE|URL   SQLite database (default <data-dir>/bpfleet.db), or postgres://USER@HOST:PORT/DB
+                     shared by several controllers (docs/SCALE-OUT.md)
   --grpc HOST:PORT   where agents connect (default 127.0.0.1:7474)
   --admin HOST:PORT  admin API for the CLI (default 127.0.0.1:7475)
   --bpf-out DIR      built probes to deploy (default bpf/out of this checkout)
+  --http HOST:PORT   serve the web dashboard there (log in with the admin token; build it first:
+                     npx nx run controller:build-web)
   --tls-cert/--tls-key/--tls-ca  TLS for agents; --mtls requires client certificates
+  --mqtt embedded    MQTT for agents through the broker in this process (docs/MQTT.md)
+  --mqtt-listen HOST:PORT  where the embedded broker listens (default 127.0.0.1:1883; implies --mqtt embedded)
+  --mqtt URL         or an external broker, mqtt://HOST:PORT or mqtts://HOST:PORT (Mosquitto), with:
+    --mqtt-user NAME         the controller's login there (default bpfleet-controller)
+    --mqtt-password-file F   its password (or BPFLEET_MQTT_PASSWORD)
+    --mqtt-ca FILE           CA of an mqtts:// broker
+    --mqtt-share GROUP       split devices' events with other controllers (MQTT 5 shared subscription;
+                             they must share this --store: a postgres:// URL, or one SQLite file on one machine)
+    --mqtt-client-id ID      unique per controller (default bpfleet-controller-<host>-<admin port>)
 Writes the CLI's connection file (~/.config/bpfleet/controller.json) on start. Stops on SIGINT/SIGTERM.`,
   options: {
     'data-dir': { type: 'string' }, store: { type: 'string' }, grpc: { type: 'string' }, admin: { type: 'string' },
     'bpf-out': { type: 'string' }, 'tls-cert': { type: 'string' }, 'tls-key': { type: 'string' },
     'tls-ca': { type: 'string' }, mtls: { type: 'boolean' },
+    mqtt: { type: 'string' }, 'mqtt-listen': { type: 'string' }, 'mqtt-user': { type: 'string' },
+    'mqtt-password-file': { type: 'string' }, 'mqtt-ca': { type: 'string' }, 'mqtt-share': { type: 'string' },
+    'mqtt-client-id': { type: 'string' }, http: { type: 'string' },
   },
   positionals: [0, 0],
   async run(ctx) {
@@ -40,7 +58,11 @@ Writes the CLI's connection file (~/.config/bpfleet/controller.json) on start. S
     const admin = splitHostPort(str(v, 'admin') ?? '127.0.0.1:7475', 'admin');
     const cert = str(v, 'tls-cert'), key = str(v, 'tls-key'), ca = str(v, 'tls-ca');
     if (Boolean(cert) !== Boolean(key)) throw new CliError('--tls-cert and --tls-key go together', 2);
+    const mqtt = mqttOptions(v, ctx.io.env, admin.port);
+    const http = str(v, 'http') !== undefined ? splitHostPort(str(v, 'http')!, 'http') : undefined;
     const running = await runController({
+      ...(mqtt ? { mqtt } : {}),
+      ...(http ? { http } : {}),
       ...(str(v, 'data-dir') ? { dataDir: str(v, 'data-dir')! } : {}),
       ...(str(v, 'store') ? { store: str(v, 'store')! } : {}),
       grpcAddress: str(v, 'grpc') ?? '127.0.0.1:7474',
@@ -58,6 +80,47 @@ Writes the CLI's connection file (~/.config/bpfleet/controller.json) on start. S
     return 0;
   },
 };
+
+function readText(file: string, flag: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`--${flag} ${file}: ${(err as Error).message}`, 2);
+  }
+}
+
+/** The MQTT part of `bpfleet controller`'s options, checked. */
+function mqttOptions(v: Record<string, unknown>, env: NodeJS.ProcessEnv, adminPort: number): Parameters<typeof runController>[0]['mqtt'] {
+  const s = (k: string) => v[k] as string | undefined;
+  const mode = s('mqtt') ?? (s('mqtt-listen') !== undefined ? 'embedded' : undefined);
+  if (mode === undefined) {
+    const stray = ['mqtt-user', 'mqtt-password-file', 'mqtt-ca', 'mqtt-share', 'mqtt-client-id'].find((k) => s(k) !== undefined);
+    if (stray) throw new CliError(`--${stray} needs --mqtt URL`, 2);
+    return undefined;
+  }
+  if (mode === 'embedded') {
+    for (const k of ['mqtt-share', 'mqtt-ca', 'mqtt-password-file']) {
+      if (s(k) !== undefined) throw new CliError(`--${k} is for an external broker (--mqtt URL), not the embedded one`, 2);
+    }
+    const l = splitHostPort(s('mqtt-listen') ?? '127.0.0.1:1883', 'mqtt-listen');
+    return { embedded: { host: l.host, port: l.port } };
+  }
+  if (!/^mqtts?:\/\/[^\s/]+:\d+\/?$/.test(mode)) throw new CliError(`--mqtt takes "embedded" or mqtt://HOST:PORT / mqtts://HOST:PORT, not '${mode}'`, 2);
+  if (s('mqtt-listen') !== undefined) throw new CliError('--mqtt-listen is for the embedded broker, not --mqtt URL', 2);
+  const pwFile = s('mqtt-password-file');
+  const password = pwFile !== undefined ? readText(pwFile, 'mqtt-password-file').trim() : env['BPFLEET_MQTT_PASSWORD'];
+  if (!password) throw new CliError(`--mqtt ${mode}: give the controller's broker password with --mqtt-password-file FILE or BPFLEET_MQTT_PASSWORD`, 2);
+  if (mode.startsWith('mqtts:') && s('mqtt-ca') === undefined) throw new CliError('--mqtt mqtts://... needs --mqtt-ca FILE', 2);
+  const ca = s('mqtt-ca');
+  return {
+    external: {
+      url: mode, username: s('mqtt-user') ?? 'bpfleet-controller', password,
+      clientId: s('mqtt-client-id') ?? `bpfleet-controller-${os.hostname()}-${adminPort}`,
+      ...(ca !== undefined ? { ca: Buffer.from(readText(ca, 'mqtt-ca')) } : {}),
+      ...(s('mqtt-share') !== undefined ? { share: s('mqtt-share')! } : {}),
+    },
+  };
+}
 
 export const agentCommand: Command = {
   name: 'agent',

@@ -6,12 +6,19 @@ import { GLOBAL_HELP, GLOBAL_OPTIONS, makeContext, type CliIo, type Command, typ
 import { eventsCommand, exportCommand } from './commands-events.js';
 import { deployCommand, stopCommand, tokenCreateCommand } from './commands-fleet.js';
 import { agentCommand, controllerCommand } from './commands-run.js';
+import { anomaliesCommand, flamegraphCommand } from './commands-stacks.js';
 import { devicesCommand, probesCommand, runsCommand, statsCommand } from './commands-list.js';
+import { smokeCommand, smokeResultsCommand } from './commands-smoke.js';
+import { BOARD_COMMANDS } from './commands-board.js';
+import { mqttFilesCommand } from '../mqtt/mqtt-files-command.js';
+import { simCommand } from './commands-sim.js';
 
 export const COMMANDS: Command[] = [
   tokenCreateCommand, devicesCommand, probesCommand, deployCommand, runsCommand, stopCommand, eventsCommand,
-  exportCommand, statsCommand,
-  controllerCommand, agentCommand,
+  exportCommand, statsCommand, smokeCommand, smokeResultsCommand,
+  flamegraphCommand, anomaliesCommand,
+  controllerCommand, agentCommand, mqttFilesCommand, simCommand,
+  ...BOARD_COMMANDS,
 ];
 
 function topHelp(): string {

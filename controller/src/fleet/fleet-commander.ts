@@ -38,6 +38,8 @@ export interface StartOutcome extends CommandOutcome {
 
 export interface PendingCommand<T extends CommandOutcome = CommandOutcome> {
   device: { id: string; name: string };
+  /** The command's id, when it was sent (smoke: its runs are "smoke-<commandId>-<probe>"). */
+  commandId?: string;
   /** Settles when the device answers (or cannot); never rejects. */
   result: Promise<T>;
 }
@@ -46,6 +48,13 @@ export interface DeployOptions {
   /** Send even to devices whose kernel capabilities say the probe cannot run. */
   force?: boolean;
   timeoutMs?: number;
+}
+
+export interface SmokeOptions {
+  /** How long the device may wait for the whole test (default: the deploy timeout). */
+  timeoutMs?: number;
+  /** RunSmokeTest.probe_timeout_ms: per probe, trigger until a matching record (0: agent default). */
+  probeTimeoutMs?: number;
 }
 
 export interface CommanderHost {
@@ -200,16 +209,23 @@ export class FleetCommander {
       opts.timeoutMs ?? this.host.commandTimeoutMs).then(answered, noAnswer);
   }
 
-  async smoke(selector: string | DeviceSelector, probes: string[], opts: { timeoutMs?: number } = {}): Promise<PendingCommand[]> {
+  /**
+   * Sends RunSmokeTest. commandId is known as soon as it is sent: the smoke runs are
+   * "smoke-<commandId>-<probe>", so a caller can follow their statuses before the answer.
+   */
+  async smoke(selector: string | DeviceSelector, probes: string[], opts: SmokeOptions = {}): Promise<PendingCommand[]> {
     probes.forEach(checkProbeName);
     const devices = await this.host.select(selector);
-    return devices.map((d) => ({
-      device: { id: d.id, name: d.name },
-      result: this.host.online(d.id)
-        ? this.host.command(d.id, `smoke test on ${d.name}`, (commandId) => ({ $case: 'smoke', value: { commandId, probes } }),
-          opts.timeoutMs ?? this.host.deployTimeoutMs).then(answered, noAnswer)
-        : Promise.resolve(offline(d)),
-    }));
+    return devices.map((d) => {
+      const device = { id: d.id, name: d.name };
+      if (!this.host.online(d.id)) return { device, result: Promise.resolve(offline(d)) };
+      let sent: string | undefined;
+      const result = this.host.command(d.id, `smoke test on ${d.name}`, (commandId) => {
+        sent = commandId;
+        return { $case: 'smoke', value: { commandId, probes, probeTimeoutMs: opts.probeTimeoutMs ?? 0 } };
+      }, opts.timeoutMs ?? this.host.deployTimeoutMs).then(answered, noAnswer);
+      return { device, result, ...(sent !== undefined ? { commandId: sent } : {}) };
+    });
   }
 
   async registerBuiltManifests(): Promise<string[]> {

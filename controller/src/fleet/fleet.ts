@@ -10,7 +10,9 @@ import type { BundleSigningKey } from '../bundles/signing-key.js';
 import { parseStreamId } from '../store/batch-check.js';
 import { BatchRejectedError, EnrollmentError, StoreConflictError } from '../store/errors.js';
 import type { DeviceRow, IngestOutcome, RunState, Store } from '../store/store.js';
-import { FleetCommander, type CommandOutcome, type DeployOptions, type PendingCommand, type StartOutcome } from './fleet-commander.js';
+import {
+  FleetCommander, type CommandOutcome, type DeployOptions, type PendingCommand, type SmokeOptions, type StartOutcome,
+} from './fleet-commander.js';
 import { FleetError } from './fleet-error.js';
 import type { FleetEvent, FleetEventMap } from './fleet-events.js';
 import { GroupCommit, type CommitEntry, type GroupCommitCounters, type GroupCommitOptions } from './group-commit.js';
@@ -150,6 +152,7 @@ export class Fleet extends EventEmitter<FleetEventMap> implements SessionHost {
       throw new FleetError('permission_denied', `credential belongs to device ${device.id}, hello says ` +
         `${hello.deviceId || '(empty)'}: the agent must use the device id and credential it got together at enrollment`);
     }
+    this.refuseSecondAgent(device, hello, link);
     for (const c of hello.spooled) {
       if (parseStreamId(c.streamId)?.deviceId !== device.id) {
         throw new FleetError('invalid_argument', `Hello.spooled names stream "${c.streamId}", not a stream of device ${device.id}`);
@@ -172,19 +175,59 @@ export class Fleet extends EventEmitter<FleetEventMap> implements SessionHost {
       acked.push({ streamId: c.streamId, ackedThrough: cur?.ackedThrough ?? 0n, gapRecords: BigInt(cur?.gapRecords ?? 0) });
     }
     if (this.closing) throw new FleetError('unavailable', 'the controller is shutting down; reconnect later');
+    this.refuseSecondAgent(device, hello, link); // again: another session may have opened while this one awaited the store
 
-    const session = new AgentSession(this, link, device.id, device.name, hello.facts, hello.agentVersion, hello.installed, this.now());
+    const session = new AgentSession(this, link, device.id, device.name, hello.facts, hello.agentVersion, hello.installed, this.now(),
+      hello.agentInstance);
     session.send({ payload: { $case: 'welcome', value: { acked, config: this.agentConfig } } });
     const old = this.sessions.get(device.id);
     this.sessions.set(device.id, session);
     if (old) {
-      this.log.warn(`device ${device.id} (${device.name}): new session from ${link.peer} replaces the one from ${old.link.peer}`);
+      // An adopted session (adoptSession: no Hello seen, agentVersion '') of the same device and link is the normal
+      // MQTT start: the retained status arrived before the Hello.
+      if (old.agentVersion === '' && old.link.peer === link.peer) this.log.info(`device ${device.id} (${device.name}) welcomed over ${link.transport}`);
+      else this.log.warn(`device ${device.id} (${device.name}): new session from ${link.peer} replaces the one from ${old.link.peer}`);
       old.close(new FleetError('aborted', `replaced by a newer session of device ${device.id} from ${link.peer}`));
     } else {
       this.log.info(`device ${device.id} (${device.name}) online over ${link.transport} from ${link.peer}`);
     }
     this.publish({ type: 'online', deviceId: device.id, name: device.name, transport: link.transport, peer: link.peer,
       agentVersion: hello.agentVersion, replaced: old !== undefined });
+    return session;
+  }
+
+  /**
+   * One credential, one agent: while a device's session is live, a Hello from another agent
+   * process (another Hello.agent_instance) presenting the same credential is refused, and the
+   * live session goes on. The same instance reconnecting (its old connection not yet noticed as
+   * dead) replaces its session, as does any agent that sends no instance (older agents).
+   */
+  private refuseSecondAgent(device: DeviceRow, hello: Hello, link: SessionLink): void {
+    const live = this.sessions.get(device.id);
+    if (!live || live.closed || !live.agentInstance || !hello.agentInstance || live.agentInstance === hello.agentInstance) return;
+    throw new FleetError('permission_denied', `device ${device.id} (${device.name}) is already connected from ${live.link.peer} ` +
+      `(agent instance ${live.agentInstance}, since ${new Date(live.connectedAtMs).toISOString()}); refusing a second agent ` +
+      `(instance ${hello.agentInstance}) from ${link.peer} that presents the same device credential. Two agents must not share ` +
+      `one identity.json: on a cloned board remove it and enroll with a token of its own (bpfleet token create); if the other ` +
+      `agent is gone, its session ends when the controller notices (keepalive, within 30 s) and this agent gets in on a retry`);
+  }
+
+  /**
+   * A session for a device whose Hello this controller did not see: over MQTT with several
+   * controllers the Hello went to another one (shared subscription), or to this one before it
+   * restarted while the broker kept the device connected. No Welcome (the agent got one); facts
+   * are the stored ones. Used by the MQTT bridge only.
+   */
+  async adoptSession(device: DeviceRow, link: SessionLink): Promise<AgentSession> {
+    if (this.closing) throw new FleetError('unavailable', 'the controller is shutting down');
+    await this.store.markSeen(device.id, { online: true, transport: link.transport });
+    const session = new AgentSession(this, link, device.id, device.name, undefined, '', [], this.now());
+    const old = this.sessions.get(device.id);
+    this.sessions.set(device.id, session);
+    old?.close(new FleetError('aborted', `replaced by a session of device ${device.id} from ${link.peer}`));
+    this.log.info(`device ${device.id} (${device.name}) online over ${link.transport} (welcomed before or elsewhere)`);
+    this.publish({ type: 'online', deviceId: device.id, name: device.name, transport: link.transport, peer: link.peer,
+      agentVersion: '', replaced: old !== undefined });
     return session;
   }
 
@@ -293,6 +336,18 @@ export class Fleet extends EventEmitter<FleetEventMap> implements SessionHost {
     return this.commit.flush();
   }
 
+  private readonly metricsSources: (() => string)[] = [];
+
+  /** A transport adds its own Prometheus families to /metrics (the MQTT broker's ACL refusals). */
+  addMetricsSource(render: () => string): void {
+    this.metricsSources.push(render);
+  }
+
+  /** Prometheus text of every transport's families. */
+  transportMetrics(): string {
+    return this.metricsSources.map((r) => r()).join('');
+  }
+
   ingestCounters(): FleetIngestCounters {
     return { ...this.commit.counters, ...this.rejectedCounters, backlogBytes: this.commit.backlogBytes };
   }
@@ -357,7 +412,7 @@ export class Fleet extends EventEmitter<FleetEventMap> implements SessionHost {
   }
 
   /** Runs the on-device smoke test of installed probes (all if `probes` is empty). */
-  smoke(selector: string | DeviceSelector, probes: string[] = [], opts?: { timeoutMs?: number }): Promise<PendingCommand[]> {
+  smoke(selector: string | DeviceSelector, probes: string[] = [], opts?: SmokeOptions): Promise<PendingCommand[]> {
     return this.commander.smoke(selector, probes, opts);
   }
 

@@ -46,6 +46,11 @@ export class PendingCommands {
     });
   }
 
+  /** Whether a command of this id is waiting for its result here. */
+  has(commandId: string): boolean {
+    return this.entries.has(commandId);
+  }
+
   /** Settles the command the result answers; false if it is unknown (timed out) or of another device. */
   settle(deviceId: string, result: CommandResult): boolean {
     const e = this.entries.get(result.commandId);

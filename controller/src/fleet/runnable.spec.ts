@@ -37,6 +37,13 @@ describe('whyNotRunnable, with the real manifests', () => {
       .toMatch(/^tcpwin cannot run on this kernel \(no tracepoints, no BTF, no kprobes\): hook group "sample"/);
   });
 
+  it('runs perf_event and xdp probes (profile, loadmon, xdpdrop) without kprobes, tracepoints or BTF', () => {
+    for (const p of ['profile', 'loadmon', 'xdpdrop']) {
+      expect(whyNotRunnable(manifestOf(p), caps({ kprobes: false, tracepoints: false, btf: false }))).toBeUndefined();
+      expect(whyNotRunnable(manifestOf(p), caps({ bpfSyscall: false }))).toMatch(/bpf\(\) syscall/);
+    }
+  });
+
   it('refuses without the bpf() syscall or without reported capabilities', () => {
     expect(whyNotRunnable(manifestOf('tcpstates'), caps({ bpfSyscall: false }))).toMatch(/cannot use the bpf\(\) syscall/);
     expect(whyNotRunnable(manifestOf('tcpstates'), undefined)).toMatch(/reported no kernel capabilities/);

@@ -13,6 +13,9 @@ const HOOK_NEEDS: Record<string, Cap> = {
   kretprobe: 'kprobes',
 };
 
+/** Hook kinds that need nothing beyond the bpf() syscall (profile's and loadmon's cpu-clock perf event, xdp). */
+const NEEDS_NOTHING_MORE = new Set(['perf_event', 'xdp']);
+
 const CAP_WORDS: Record<Cap, string> = { tracepoints: 'tracepoints', btf: 'BTF', kprobes: 'kprobes' };
 
 /** Why `manifest` cannot run with `caps`, or undefined if it can. */
@@ -23,7 +26,7 @@ export function whyNotRunnable(manifest: Pick<Manifest, 'probe' | 'hooks'>, caps
   for (const h of manifest.hooks) groups.set(h.group, [...(groups.get(h.group) ?? []), h.kind]);
   const missing: string[] = [];
   for (const [group, kinds] of groups) {
-    if (kinds.some((k) => HOOK_NEEDS[k] !== undefined && caps[HOOK_NEEDS[k]])) continue;
+    if (kinds.some((k) => NEEDS_NOTHING_MORE.has(k) || (HOOK_NEEDS[k] !== undefined && caps[HOOK_NEEDS[k]]))) continue;
     const options = [...new Set(kinds)].map((k) => {
       const need = HOOK_NEEDS[k];
       return need ? `${k} (needs ${CAP_WORDS[need]})` : `${k} (unknown hook kind)`;

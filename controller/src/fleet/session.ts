@@ -58,6 +58,8 @@ export class AgentSession {
     readonly agentVersion: string,
     readonly installed: InstalledProbe[],
     nowMs: number,
+    /** Hello.agent_instance: which agent process holds the session ('' if it did not say). */
+    readonly agentInstance = '',
   ) {
     this.connectedAtMs = nowMs;
   }

@@ -241,6 +241,26 @@ describe('Connect: session, ingest and acks', () => {
     expect(fleet.devicesOnline().has(id.deviceId)).toBe(true); // the old session ending does not take the device offline
     expect((await store.devices())[0]!.online).toBe(true);
   });
+
+  it('refuses a second agent instance presenting a connected device\'s credential; the same instance replaces its session', async () => {
+    const id = await enrolled();
+    const first = connect(id.credential);
+    first.hello(id.deviceId, [], x86Facts(), { agentInstance: 'aaaa' });
+    await first.welcome();
+    const clone = connect(id.credential);
+    clone.hello(id.deviceId, [], x86Facts(), { agentInstance: 'bbbb' });
+    const refused = await clone.status;
+    expect(refused.code).toBe(Status.PERMISSION_DENIED);
+    expect(refused.details).toMatch(new RegExp(`^device ${id.deviceId} \\(bench-1\\) is already connected from .* \\(agent instance aaaa, ` +
+      'since .*\\); refusing a second agent \\(instance bbbb\\) .*Two agents must not share one identity\\.json'));
+    expect(clone.received).toEqual([]);
+    // The first session is untouched; the same instance reconnecting (its old link not yet seen dead) takes over.
+    expect(fleet.sessionOf(id.deviceId)?.agentInstance).toBe('aaaa');
+    const again = connect(id.credential);
+    again.hello(id.deviceId, [], x86Facts(), { agentInstance: 'aaaa' });
+    await again.welcome();
+    expect((await first.status).code).toBe(Status.ABORTED);
+  });
 });
 
 describe('Connect: refusals', () => {
@@ -305,7 +325,7 @@ describe('Connect: refusals', () => {
     agents.push(after.agent);
     const stream = `${id.deviceId}/tcpstates/r1`;
     after.send(Buffer.from(AgentMessage.encode({ payload: { $case: 'hello', value: { deviceId: id.deviceId, facts: x86Facts(),
-      agentVersion: 't', installed: [], spooled: [] } } }).finish()));
+      agentVersion: 't', installed: [], spooled: [], agentInstance: '' } } }).finish()));
     after.send(junk);
     after.send(Buffer.from(AgentMessage.encode({ payload: { $case: 'eventBatch', value: batch(stream, 1, 2) } }).finish()));
     expect(await after.agent.status).toMatchObject({ code: Status.INVALID_ARGUMENT, details: expect.stringMatching(/^malformed AgentMessage/) });
@@ -480,7 +500,7 @@ describe('backpressure', () => {
       const stream = session.request({ ':method': 'POST', ':path': '/bpfleet.v1.AgentService/Connect', 'content-type': 'application/grpc',
         te: 'trailers', authorization: `Bearer ${id.credential}` });
       const hello = AgentMessage.encode({ payload: { $case: 'hello', value: { deviceId: id.deviceId, facts: x86Facts(), agentVersion: 't',
-        installed: [], spooled: [] } } }).finish();
+        installed: [], spooled: [], agentInstance: '' } } }).finish();
       const frame = Buffer.alloc(5 + hello.length);
       frame.writeUInt32BE(hello.length, 1);
       frame.set(hello, 5);

@@ -65,7 +65,7 @@ export class TestAgent {
   }
 
   hello(deviceId: string, spooled: StreamCursor[] = [], facts = x86Facts(), over: Partial<Hello> = {}): void {
-    this.send({ payload: { $case: 'hello', value: { deviceId, facts, agentVersion: '0.1.0-test', installed: [], spooled, ...over } } });
+    this.send({ payload: { $case: 'hello', value: { deviceId, facts, agentVersion: '0.1.0-test', installed: [], spooled, agentInstance: '', ...over } } });
   }
 
   batch(b: EventBatch): void {

@@ -179,6 +179,38 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX heartbeats_by_device ON heartbeats(device_id, time_unix_ns);
     `,
   },
+  {
+    version: 4,
+    what: 'devices: the credential hashed for an external MQTT broker (Mosquitto password file, PBKDF2-SHA512)',
+    sql: `
+      -- Made at enrollment, when the credential is known in clear; NULL for devices enrolled before.
+      ALTER TABLE devices ADD COLUMN mqtt_password_hash TEXT;
+    `,
+  },
+  {
+    version: 5,
+    what: 'smoke tests: one row per device x probe of every `bpfleet smoke`',
+    sql: `
+      CREATE TABLE smoke_results (
+        id INTEGER PRIMARY KEY,
+        command_id TEXT NOT NULL,               -- the RunSmokeTest; '' when it could not be sent
+        device_id TEXT NOT NULL,
+        probe TEXT NOT NULL,                    -- '*' when the device could not run the test at all
+        version TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('pass', 'fail', 'unsupported')),
+        reason TEXT NOT NULL,                   -- '' on pass: the verifier/attach error, the missing feature, what did not arrive
+        run_id TEXT NOT NULL,
+        stream_id TEXT NOT NULL,
+        time_to_first_event_ms INTEGER,         -- trigger until the first matching record at the agent
+        attach_ms INTEGER,
+        verified_insns INTEGER,
+        stored_records INTEGER NOT NULL,        -- records of the smoke run in this store when judged
+        detail_json TEXT NOT NULL,              -- the agent's per-probe result plus the controller's check
+        created_at_ms INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX smoke_results_by_device ON smoke_results(device_id, probe, created_at_ms);
+    `,
+  },
 ];
 
 export const LATEST_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -1,11 +1,15 @@
-// `--store <location>`: a file path (or sqlite:<path>) opens the SQLite store; postgres:// is
-// reserved for the PostgreSQL store (not written yet).
+// `--store <location>`: a file path (or sqlite:<path>) opens the SQLite store; a postgres:// or
+// postgresql:// URL opens the PostgreSQL store, which several controllers can share
+// (docs/SCALE-OUT.md).
+import { PgStore, type PgStoreOptions } from './pg/pg-store.js';
 import { SqliteStore, type SqliteStoreOptions } from './sqlite-store.js';
 import type { Store } from './store.js';
 
-export function openStore(location: string, opts: SqliteStoreOptions = {}): Store {
-  if (/^postgres(ql)?:\/\//.test(location)) {
-    throw new Error('--store postgres:// is not implemented yet: use a SQLite file path for now');
-  }
+export function isPostgresLocation(location: string): boolean {
+  return /^postgres(ql)?:\/\//.test(location);
+}
+
+export async function openStore(location: string, opts: SqliteStoreOptions & PgStoreOptions = {}): Promise<Store> {
+  if (isPostgresLocation(location)) return PgStore.open(location, opts);
   return SqliteStore.open(location.startsWith('sqlite:') ? location.slice('sqlite:'.length) : location, opts);
 }

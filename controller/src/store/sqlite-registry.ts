@@ -1,7 +1,7 @@
 // Device registry: enrollment tokens, devices, bundles, deployments and probe runs.
 import type Database from 'better-sqlite3';
 import { ProbeStatus_State, type DeviceFacts, type ProbeStatus } from '@bpfleet/proto';
-import { hashSecret, newDeviceId, newSecret, secretMatches } from './credentials.js';
+import { hashSecret, mosquittoPasswordHash, newDeviceId, newSecret, secretMatches } from './credentials.js';
 import { EnrollmentError, StoreConflictError } from './errors.js';
 import { fromJsonText, toJsonText } from './json-text.js';
 import type {
@@ -66,7 +66,7 @@ export class SqliteRegistry {
       const existing = this.db.prepare('SELECT id FROM devices WHERE name = ?').get(req.deviceName) as { id: string } | undefined;
       if (existing && t.device_name !== req.deviceName) {
         throw new EnrollmentError(`device name "${req.deviceName}" is taken by device ${existing.id}: pick another ` +
-          `name, or create a token for that name (token create --device ${req.deviceName}) to re-enroll it`);
+          `name, or create a token for that name (bpfleet token create --name ${req.deviceName}) to re-enroll it`);
       }
       const credential = newSecret();
       const facts = toJsonText(req.facts ?? {});
@@ -74,10 +74,12 @@ export class SqliteRegistry {
       if (existing) {
         this.db.prepare(`UPDATE devices SET credential_hash = ?, labels_json = ?, facts_json = ?, transport = ?,
           last_seen_ms = ? WHERE id = ?`).run(hashSecret(credential), t.labels_json, facts, req.transport ?? null, nowMs, deviceId);
+        this.db.prepare('UPDATE devices SET mqtt_password_hash = ? WHERE id = ?').run(mosquittoPasswordHash(credential), deviceId);
       } else {
         this.db.prepare(`INSERT INTO devices (id, name, labels_json, credential_hash, facts_json, transport, first_seen_ms,
           last_seen_ms, online) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)`)
           .run(deviceId, req.deviceName, t.labels_json, hashSecret(credential), facts, req.transport ?? null, nowMs, nowMs);
+        this.db.prepare('UPDATE devices SET mqtt_password_hash = ? WHERE id = ?').run(mosquittoPasswordHash(credential), deviceId);
       }
       this.db.prepare('UPDATE enrollment_tokens SET used_at_ms = ?, used_by_device = ? WHERE token_hash = ?').run(nowMs, deviceId, hash);
       return { deviceId, credential, labels: JSON.parse(t.labels_json) as Record<string, string> };
@@ -100,6 +102,12 @@ export class SqliteRegistry {
       facts_json = coalesce(?, facts_json) WHERE id = ?`)
       .run(nowMs, seen.online ? 1 : 0, seen.transport ?? null, seen.facts ? toJsonText(seen.facts) : null, deviceId);
     if (r.changes === 0) throw new StoreConflictError(`unknown device ${deviceId}: enroll it first`);
+  }
+
+  /** Each device's credential as an external MQTT broker's password file wants it (null: enrolled before there was one). */
+  mqttPasswordHashes(): { deviceId: string; name: string; hash: string | null }[] {
+    return this.db.prepare('SELECT id AS deviceId, name, mqtt_password_hash AS hash FROM devices ORDER BY name')
+      .all() as { deviceId: string; name: string; hash: string | null }[];
   }
 
   devices(): DeviceRow[] {

@@ -15,10 +15,11 @@ import { SqliteEvents } from './sqlite-events.js';
 import { SqliteIngest } from './sqlite-ingest.js';
 import { SqliteManifests } from './sqlite-manifests.js';
 import { SqliteRegistry } from './sqlite-registry.js';
+import { SqliteSmoke } from './sqlite-smoke.js';
 import { SqliteTelemetry } from './sqlite-telemetry.js';
 import type {
   BundleSpec, DeploymentState, EnrollmentTokenSpec, EnrollRequestSpec, EventQuery, IngestItem, IngestOutcome,
-  IngestResult, Store,
+  IngestResult, SmokeQuery, SmokeResultRow, Store,
 } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -37,6 +38,7 @@ export class SqliteStore implements Store {
   private readonly reader: SqliteEvents;
   private readonly registry: SqliteRegistry;
   private readonly telemetry: SqliteTelemetry;
+  private readonly smoke: SqliteSmoke;
   private readonly ingestManyTx: Database.Transaction<(items: IngestItem[], nowMs: number) => IngestOutcome[]>;
 
   private constructor(readonly db: Database.Database, path: string, opts: SqliteStoreOptions) {
@@ -48,6 +50,7 @@ export class SqliteStore implements Store {
     this.reader = new SqliteEvents(db, this.manifests);
     this.registry = new SqliteRegistry(db);
     this.telemetry = new SqliteTelemetry(db);
+    this.smoke = new SqliteSmoke(db);
     // IMMEDIATE: take the write lock up front (waiting busy_timeout), instead of failing with
     // SQLITE_BUSY_SNAPSHOT when another writer commits between our read and our first write.
     this.ingestManyTx = db.transaction((items: IngestItem[], nowMs: number) =>
@@ -113,6 +116,9 @@ export class SqliteStore implements Store {
   }
   authenticate(deviceId: string, credential: string) {
     return this.io(() => this.registry.authenticate(deviceId, credential));
+  }
+  mqttPasswordHashes() {
+    return this.io(() => this.registry.mqttPasswordHashes());
   }
   deviceByCredential(credential: string) {
     return this.io(() => this.registry.deviceByCredential(credential));
@@ -191,6 +197,13 @@ export class SqliteStore implements Store {
   }
   rejections() {
     return this.io(() => this.reader.rejections());
+  }
+
+  recordSmokeResults(rows: SmokeResultRow[]) {
+    return this.io(() => this.smoke.record(rows));
+  }
+  smokeResults(query?: SmokeQuery) {
+    return this.io(() => this.smoke.results(query));
   }
 
   recordPipelineStats(deviceId: string, stats: PipelineStats) {

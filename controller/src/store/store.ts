@@ -225,6 +225,40 @@ export interface HeartbeatRow {
   spoolBytes: bigint;
 }
 
+export type SmokeOutcome = 'pass' | 'fail' | 'unsupported';
+
+/** One device x probe of a smoke test (`bpfleet smoke`), as judged by the controller. */
+export interface SmokeResultRow {
+  /** Assigned by the store. */
+  id?: number;
+  commandId: string;
+  deviceId: string;
+  /** '*' when the device could not run the test at all (offline, no answer). */
+  probe: string;
+  version: string;
+  outcome: SmokeOutcome;
+  /** '' on pass. */
+  reason: string;
+  runId: string;
+  streamId: string;
+  timeToFirstEventMs: number | null;
+  attachMs: number | null;
+  verifiedInsns: number | null;
+  storedRecords: number;
+  detail: unknown;
+  createdAtMs: number;
+}
+
+export interface SmokeQuery {
+  deviceId?: string;
+  probe?: string;
+  commandId?: string;
+  /** Every row, newest first, instead of the latest per device x probe. */
+  history?: boolean;
+  /** At most this many rows (default 1000). */
+  limit?: number;
+}
+
 export interface Store {
   /** Where the data lives (file path or connection string without secrets). */
   readonly location: string;
@@ -244,6 +278,8 @@ export interface Store {
    * credential, and the controller checks the device id of its Hello against this.
    */
   deviceByCredential(credential: string): Promise<DeviceRow | undefined>;
+  /** Device credentials hashed for an external MQTT broker's password file (hash null: enrolled before v4). */
+  mqttPasswordHashes?(): Promise<{ deviceId: string; name: string; hash: string | null }[]>;
   markSeen(deviceId: string, seen: { online: boolean; transport?: string; facts?: DeviceFacts }): Promise<void>;
   devices(): Promise<DeviceRow[]>;
 
@@ -270,6 +306,11 @@ export interface Store {
   streams(filter?: { deviceId?: string }): Promise<StreamRow[]>;
   gaps(streamId: string): Promise<GapRow[]>;
   rejections(): Promise<RejectionRow[]>;
+
+  // -- smoke tests (optional: a backend without them answers the smoke API with 501)
+  recordSmokeResults?(rows: SmokeResultRow[]): Promise<void>;
+  /** Latest row per device x probe (ordered by device, probe), or the history newest first. */
+  smokeResults?(query?: SmokeQuery): Promise<SmokeResultRow[]>;
 
   // -- telemetry
   recordPipelineStats(deviceId: string, stats: PipelineStats): Promise<void>;

@@ -96,6 +96,13 @@ export interface Hello {
   installed: InstalledProbe[];
   /** Streams the agent still holds unacknowledged data for, with its spool range. */
   spooled: StreamCursor[];
+  /**
+   * Random id of this agent process, new at every start and the same on every reconnect of the
+   * process. The controller tells an agent reconnecting (same instance: its older session is
+   * replaced at once) from a second agent presenting the same credential while the first is
+   * connected (another instance: refused). Empty from older agents: the newer session replaces.
+   */
+  agentInstance: string;
 }
 
 /** Facts about a device and its kernel. */
@@ -422,11 +429,22 @@ export interface Ack {
   gapRecords: bigint;
 }
 
-/** Run the smoke test of installed probes on the device. */
+/**
+ * Run the smoke test of installed probes on the device: per probe, start its loader with the
+ * manifest's smoke args, fire the manifest's trigger, and wait for a matching record. The runs
+ * are ordinary probe runs whose events go through the spool and the stream like any other; their
+ * run ids are "smoke-<command_id>-<probe>", which marks them as smoke runs. The CommandResult's
+ * detail_json holds the per-probe outcomes (agent/src/smoke/smoke-types.ts).
+ */
 export interface RunSmokeTest {
   commandId: string;
   /** Probes to test; empty means every installed probe. */
   probes: string[];
+  /**
+   * How long each probe may take to produce its first matching record once attached, ms
+   * (0: the agent's default, 10 s).
+   */
+  probeTimeoutMs: number;
 }
 
 /** Agent settings the controller can change at run time. */
@@ -984,7 +1002,7 @@ export const AgentMessage: MessageFns<AgentMessage> = {
 };
 
 function createBaseHello(): Hello {
-  return { deviceId: "", facts: undefined, agentVersion: "", installed: [], spooled: [] };
+  return { deviceId: "", facts: undefined, agentVersion: "", installed: [], spooled: [], agentInstance: "" };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -1003,6 +1021,9 @@ export const Hello: MessageFns<Hello> = {
     }
     for (const v of message.spooled) {
       StreamCursor.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.agentInstance !== "") {
+      writer.uint32(50).string(message.agentInstance);
     }
     return writer;
   },
@@ -1060,6 +1081,14 @@ export const Hello: MessageFns<Hello> = {
             message.spooled.push(StreamCursor.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.agentInstance = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1091,6 +1120,11 @@ export const Hello: MessageFns<Hello> = {
       spooled: globalThis.Array.isArray(object?.spooled)
         ? object.spooled.map((e: any) => StreamCursor.fromJSON(e))
         : [],
+      agentInstance: isSet(object.agentInstance)
+        ? globalThis.String(object.agentInstance)
+        : isSet(object.agent_instance)
+        ? globalThis.String(object.agent_instance)
+        : "",
     };
   },
 
@@ -1111,6 +1145,9 @@ export const Hello: MessageFns<Hello> = {
     if (message.spooled?.length) {
       obj.spooled = message.spooled.map((e) => StreamCursor.toJSON(e));
     }
+    if (message.agentInstance !== "") {
+      obj.agentInstance = message.agentInstance;
+    }
     return obj;
   },
 
@@ -1126,6 +1163,7 @@ export const Hello: MessageFns<Hello> = {
     message.agentVersion = object.agentVersion ?? "";
     message.installed = object.installed?.map((e) => InstalledProbe.fromPartial(e)) || [];
     message.spooled = object.spooled?.map((e) => StreamCursor.fromPartial(e)) || [];
+    message.agentInstance = object.agentInstance ?? "";
     return message;
   },
 };
@@ -3874,7 +3912,7 @@ export const Ack: MessageFns<Ack> = {
 };
 
 function createBaseRunSmokeTest(): RunSmokeTest {
-  return { commandId: "", probes: [] };
+  return { commandId: "", probes: [], probeTimeoutMs: 0 };
 }
 
 export const RunSmokeTest: MessageFns<RunSmokeTest> = {
@@ -3884,6 +3922,9 @@ export const RunSmokeTest: MessageFns<RunSmokeTest> = {
     }
     for (const v of message.probes) {
       writer.uint32(18).string(v!);
+    }
+    if (message.probeTimeoutMs !== 0) {
+      writer.uint32(24).uint32(message.probeTimeoutMs);
     }
     return writer;
   },
@@ -3917,6 +3958,14 @@ export const RunSmokeTest: MessageFns<RunSmokeTest> = {
             message.probes.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.probeTimeoutMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3937,6 +3986,11 @@ export const RunSmokeTest: MessageFns<RunSmokeTest> = {
         ? globalThis.String(object.command_id)
         : "",
       probes: globalThis.Array.isArray(object?.probes) ? object.probes.map((e: any) => globalThis.String(e)) : [],
+      probeTimeoutMs: isSet(object.probeTimeoutMs)
+        ? globalThis.Number(object.probeTimeoutMs)
+        : isSet(object.probe_timeout_ms)
+        ? globalThis.Number(object.probe_timeout_ms)
+        : 0,
     };
   },
 
@@ -3948,6 +4002,9 @@ export const RunSmokeTest: MessageFns<RunSmokeTest> = {
     if (message.probes?.length) {
       obj.probes = message.probes;
     }
+    if (message.probeTimeoutMs !== 0) {
+      obj.probeTimeoutMs = Math.round(message.probeTimeoutMs);
+    }
     return obj;
   },
 
@@ -3958,6 +4015,7 @@ export const RunSmokeTest: MessageFns<RunSmokeTest> = {
     const message = createBaseRunSmokeTest();
     message.commandId = object.commandId ?? "";
     message.probes = object.probes?.map((e) => e) || [];
+    message.probeTimeoutMs = object.probeTimeoutMs ?? 0;
     return message;
   },
 };

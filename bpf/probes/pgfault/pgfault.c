@@ -1,0 +1,91 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * pgfault loader: see pgfault.bpf.c and bpf/README.md for the contract.
+ *
+ * Every interval: flip the stack maps, fold each (process, stacks) count into a record
+ * (symbolized on the device, lib/stacks.h) and emit them, most faults first.
+ */
+#include <stddef.h>
+#include <string.h>
+#include <linux/types.h>
+#include "probe.h"
+#include "stacks.h"
+#include "pgfault.h"
+#include "pgfault.skel.h"
+
+#define EV struct pgfault_event
+static const struct probe_field fields[] = {
+	FIELD(EV, ts_ns, FT_U64, FMT_KTIME_NS, "ns", 0, "monotonic time at the end of the interval"),
+	FIELD(EV, pid, FT_U32, FMT_PLAIN, "", 7, "process (tgid) that faulted"),
+	FIELD(EV, comm, FT_COMM, FMT_PLAIN, "", 16, "thread command name"),
+	FIELD(EV, value, FT_U64, FMT_PLAIN, "faults", 8, "page faults with this stack in the interval"),
+	FIELD(EV, stack, FT_STR, FMT_PLAIN, "", 1, "folded stack at the fault, root first: user frames, then kernel frames suffixed _[k]; ends in ;… when cut"),
+};
+
+static const struct probe_hook hooks[] = {
+	{ "fault", "pgfault_user_tp", HOOK_TRACEPOINT, "exceptions/page_fault_user" },
+	{ "fault", "pgfault_kernel_tp", HOOK_TRACEPOINT, "exceptions/page_fault_kernel" },
+	{ "fault", "pgfault_kprobe", HOOK_KPROBE, "handle_mm_fault" },
+};
+
+static struct stack_agg agg = STACK_AGG_INIT;
+static struct stack_out out = { .rec_size = sizeof(EV), .value_off = offsetof(EV, value) };
+
+static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
+{
+	uint32_t n;
+
+	if (agg.slot_fd < 0 && stack_agg_setup(&agg, obj, "pgfault", sizeof(struct pgfault_key)))
+		return -1;
+	if (stack_agg_flip(&agg))
+		return -1;
+	n = stack_agg_sorted(&agg, ctx);
+	for (uint32_t j = 0; j < n; j++) {
+		const struct pgfault_key *k = stack_agg_key(&agg, agg.items[j].i);
+		EV *r = stack_out_next(&out);
+
+		if (!r)
+			return -1;
+		r->ts_ns = agg.flip_ns;
+		r->pid = k->pid;
+		memcpy(r->comm, k->comm, sizeof(r->comm));
+		stack_agg_fill(&agg, ctx, k->pid, k->ustack, k->kstack, r->stack, sizeof(r->stack));
+		if (stack_out_add(&out, agg.items[j].value))
+			return -1;
+	}
+	stack_agg_clear(&agg);
+	return stack_out_emit(&out, ctx);
+}
+
+static const struct probe_def def = {
+	.name = "pgfault",
+	.version = "1.0.0",
+	.summary = "Page faults per process and stack, folded and symbolized (x86 exceptions tracepoints; kprobe handle_mm_fault elsewhere)",
+	.kind = "interval",
+	.record = "pgfault_event",
+	.record_size = sizeof(EV),
+	.fields = fields,
+	.nfields = sizeof(fields) / sizeof(fields[0]),
+	.hooks = hooks,
+	.nhooks = sizeof(hooks) / sizeof(hooks[0]),
+	.on_interval = on_interval,
+};
+
+int main(int argc, char **argv)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts);
+	struct pgfault_bpf *skel;
+	int err;
+
+	if (!probe_init(&def, argc, argv, &opts))
+		return EXIT_OK;
+	skel = pgfault_bpf__open_opts(&opts);
+	if (!skel)
+		return probe_open_failed(&def);
+	probe_prepare(&def, skel->obj);
+	err = probe_run(&def, skel->obj);
+	if (agg.slot_fd >= 0)
+		stack_agg_report(&agg);
+	pgfault_bpf__destroy(skel);
+	return err;
+}

@@ -1,0 +1,134 @@
+// The embedded MQTT broker (aedes, MQTT 3.1.1) that `bpfleet controller --mqtt` runs in its own
+// process, so a fleet over MQTT needs nothing else. Devices log in with username = device id and
+// password = their credential from enrollment (checked against the store); the controller's own
+// bridge logs in with a secret made at start. ACLs: a device may publish only on its own
+// up/result/status topics and subscribe only to its own cmd topic (topics.ts). A refused
+// publish closes the device's connection (MQTT 3.1.1 has no way to refuse one publish); a refused
+// subscription gets the failure return code 0x80. Both are logged and counted.
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
+import type { Fleet } from '../fleet/fleet.js';
+import { deviceAclDenial } from './topics.js';
+
+export const CONTROLLER_USERNAME = 'bpfleet-controller';
+
+export interface EmbeddedBrokerOptions {
+  fleet: Pick<Fleet, 'authenticate'> & { log: Fleet['log'] };
+  /** Where devices connect (default 127.0.0.1:1883). */
+  host?: string;
+  port?: number;
+}
+
+export interface BrokerCounters {
+  /** Logins refused: unknown credential, or a username that is not the credential's device. */
+  authFailures: number;
+  /** Publishes refused by the ACL (the connection was closed). */
+  publishDenied: number;
+  /** Subscriptions refused by the ACL (SUBACK 0x80). */
+  subscribeDenied: number;
+  /** Devices connected now. */
+  connected: number;
+}
+
+export interface EmbeddedBroker {
+  /** mqtt://host:port (or mqtts://) as devices reach it. */
+  url: string;
+  /** What the controller's bridge logs in with. */
+  controllerLogin: { username: string; password: string };
+  counters: BrokerCounters;
+  close(): Promise<void>;
+}
+
+function authError(message: string, returnCode: 4 | 5): AuthenticateError {
+  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+}
+
+const same = (a: string, b: string) => {
+  const x = Buffer.from(a), y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+};
+
+export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  const { fleet } = opts;
+  const log = fleet.log;
+  const controllerPassword = randomBytes(24).toString('base64url');
+  const counters: BrokerCounters = { authFailures: 0, publishDenied: 0, subscribeDenied: 0, connected: 0 };
+  /** client id -> the identity it logged in as. */
+  const who = new WeakMap<Client, { controller: boolean; deviceId: string }>();
+
+  const options: AedesOptions = {
+    authenticate: (client, username, password, done) => {
+      const user = username ?? '';
+      const pass = password?.toString('utf8') ?? '';
+      const peer = (client.conn as Socket | undefined)?.remoteAddress ?? 'unknown';
+      if (user === CONTROLLER_USERNAME) {
+        if (same(pass, controllerPassword)) {
+          who.set(client, { controller: true, deviceId: '' });
+          return done(null, true);
+        }
+        counters.authFailures++;
+        log.warn(`mqtt: refused a login as ${CONTROLLER_USERNAME} from ${peer}: wrong password`);
+        return done(authError('bad controller password', 4), false);
+      }
+      fleet.authenticate(pass).then((device) => {
+        if (device.id !== user || client.id !== device.id) {
+          counters.authFailures++;
+          log.warn(`mqtt: refused client "${client.id}" from ${peer}: username "${user}" and client id must both be the device id ` +
+            `of the credential (${device.id})`);
+          return done(authError('username and client id must be the device id', 5), false);
+        }
+        who.set(client, { controller: false, deviceId: device.id });
+        done(null, true);
+      }, (err: unknown) => {
+        counters.authFailures++;
+        log.warn(`mqtt: refused client "${client.id}" (username "${user}") from ${peer}: ${(err as Error).message}`);
+        done(authError('bad username or password', 4), false);
+      });
+    },
+    authorizePublish: (client, packet, done) => {
+      if (client === null) return done(null); // the broker's own publishes
+      const id = who.get(client);
+      if (id?.controller) return done(null);
+      const denial = deviceAclDenial(id?.deviceId ?? '?', 'publish', packet.topic);
+      if (denial === undefined) return done(null);
+      counters.publishDenied++;
+      log.warn(`mqtt: ACL refused a publish by client "${client.id}": ${denial}; closing its connection`);
+      done(new Error(denial));
+    },
+    authorizeSubscribe: (client, sub, done) => {
+      const id = who.get(client);
+      if (id?.controller) return done(null, sub);
+      const denial = deviceAclDenial(id?.deviceId ?? '?', 'subscribe', sub.topic);
+      if (denial === undefined) return done(null, sub);
+      counters.subscribeDenied++;
+      log.warn(`mqtt: ACL refused a subscription by client "${client.id}": ${denial}`);
+      done(null, null);
+    },
+  };
+  const aedes = await Aedes.createBroker(options);
+  aedes.on('clientReady', (c) => { if (!who.get(c)?.controller) counters.connected++; });
+  aedes.on('clientDisconnect', (c) => { if (who.get(c) && !who.get(c)!.controller) counters.connected--; });
+
+  const handle = (socket: Socket) => { aedes.handle(socket); };
+  const server: Server = createServer(handle);
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new Error(`cannot listen for MQTT on ${host}:${opts.port ?? 1883}: ${err.message}`, { cause: err })));
+    server.listen(opts.port ?? 1883, host, () => resolve());
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : opts.port ?? 1883;
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => { sockets.add(s); s.once('close', () => sockets.delete(s)); });
+  return {
+    url: `mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    controllerLogin: { username: CONTROLLER_USERNAME, password: controllerPassword },
+    counters,
+    close: async () => {
+      await new Promise<void>((r) => server.close(() => r()) ?? r());
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => aedes.close(() => r()));
+    },
+  };
+}

@@ -1,0 +1,197 @@
+// Fleet benchmark (issue 8, benchmark 2): N simulated devices x R events/s against one real
+// controller (SQLite), through `bpfleet sim` (real AgentSession, Spool and Transport per device,
+// loaders replaced by a replay of recorded tcpstates output). Baseline in the same run: the same
+// per-device rate with --baseline-devices devices (default 100) against a fresh controller.
+//
+//   npx tsx test/bench/fleet.bench.ts [--devices 1000] [--rate 100] [--seconds 60] [--baseline-devices 100]
+//        [--processes 2] [--transport grpc,mqtt] [--cpu-prof DIR] [--json]
+//
+// Per run it prints: events/s stored, loss per stage (ring buffer and spool from the sim's
+// counters and the controller's stats API; transport; store gaps, duplicates and rejections),
+// p50/p99 event-to-commit latency, CPU and peak RSS of the controller and of the sim workers.
+// Event-to-commit latency comes from the controller's database: each stored batch row has the
+// wall time of its oldest and newest event (min_wall_ns, max_wall_ns) and received_at_ms, the
+// time its ingest ran inside the group-commit transaction; the batch's records are taken as
+// spread evenly between its oldest and newest event. It leaves out the commit's own duration
+// (the fsync after the ingest), a few ms per group commit.
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { CLI, Fleet, portBase } from '../lib/index.js';
+import { cpuSeconds, peakRssMiB } from './proc-stats.js';
+
+const { values: opt } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '1000' }, rate: { type: 'string', default: '100' }, seconds: { type: 'string', default: '60' },
+    'baseline-devices': { type: 'string', default: '100' }, processes: { type: 'string', default: '2' },
+    transport: { type: 'string', default: 'grpc,mqtt' }, 'cpu-prof': { type: 'string' }, json: { type: 'boolean', default: false },
+    'drain-seconds': { type: 'string', default: '120' },
+  },
+});
+
+interface SimTotals { devices: number; peakConnected: number; startFailures: number; generated: number; ringbufFull: number; spooled: number;
+  acked: number; backlog: number; spoolEvicted: number; appendErrors: number; transportDowns: number; cpuSeconds: number; maxRssMiB: number }
+interface SimResult { emitSeconds: number; drainSeconds: number; drained: boolean; totals: SimTotals; workers: { pid: number; cpuSeconds: number; maxRssMiB: number }[] }
+interface StreamStats { storedRecords: number; duplicateRecords: number; gapRecords: number; rejectedRecords: number; lost: Record<string, string> }
+
+interface Row {
+  name: string; transport: string; devices: number; rate: number; seconds: number;
+  offered: number; generated: number; stored: number; storedPerS: number;
+  loss: { ring: number; spoolRefused: number; spoolEvicted: number; unacked: number; transportErrors: number; storeGaps: number; storeRejected: number; storeDuplicates: number };
+  p50: number; p99: number; max: number;
+  ctlCpuPct: number; ctlUsPerEvent: number; ctlRssMiB: number; simCpuPct: number; simRssMiB: number;
+  drained: boolean; enrollDeploySeconds: number; profile?: string;
+}
+
+/** Weighted percentiles of event-to-commit latency (ms) from the stored batch rows. */
+function latency(f: Fleet): { p50: number; p99: number; max: number } {
+  const rows = f.query((d) => d.prepare('SELECT count, min_wall_ns, max_wall_ns, received_at_ms FROM batches').raw().all() as [number, bigint | number, bigint | number, number][]);
+  // 1 ms buckets up to 10 min.
+  const buckets = new Float64Array(600_001);
+  let total = 0;
+  for (const [count, minW, maxW, recv] of rows) {
+    const newest = recv - Number(maxW) / 1e6, oldest = recv - Number(minW) / 1e6;
+    const pts = Math.min(count, 8);
+    for (let i = 0; i < pts; i++) {
+      const ms = pts === 1 ? oldest : newest + ((oldest - newest) * i) / (pts - 1);
+      buckets[Math.max(0, Math.min(600_000, Math.round(ms)))] += count / pts;
+    }
+    total += count;
+  }
+  const pct = (p: number): number => {
+    let acc = 0;
+    for (let i = 0; i < buckets.length; i++) if ((acc += buckets[i]!) >= p * total) return i / 1000;
+    return NaN;
+  };
+  let max = 0;
+  for (let i = buckets.length - 1; i >= 0; i--) if (buckets[i]! > 0) { max = i / 1000; break; }
+  return { p50: pct(0.5), p99: pct(0.99), max };
+}
+
+/** Self time per function of a V8 .cpuprofile, top n, as "share% function (file:line)". */
+function topOfProfile(file: string, n = 15): string[] {
+  const p = JSON.parse(readFileSync(file, 'utf8')) as { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+    samples: number[]; timeDeltas: number[] };
+  const byId = new Map(p.nodes.map((x) => [x.id, x]));
+  const self = new Map<string, number>();
+  let total = 0;
+  p.samples.forEach((id, i) => {
+    const cf = byId.get(id)!.callFrame;
+    const key = `${cf.functionName || '(anonymous)'} (${cf.url.replace(/^.*\/(node_modules|controller|proto)\//, '$1/') || 'native'}:${cf.lineNumber + 1})`;
+    const dt = p.timeDeltas[i] ?? 0;
+    self.set(key, (self.get(key) ?? 0) + dt);
+    total += dt;
+  });
+  return [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
+}
+
+async function oneRun(name: string, transport: string, devices: number, rate: number, seconds: number, portSlot: number, profDir?: string): Promise<Row> {
+  const base = portBase(16) + portSlot * 4;
+  const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  const f = new Fleet({ name: `fleetbench-${name}`, grpcPort: base, adminPort: base + 1, nodeArgs });
+  try {
+    const mqttPort = base + 2;
+    const ctl = await f.startController(transport === 'mqtt' ? ['--mqtt-listen', `127.0.0.1:${mqttPort}`] : []);
+    const pid = ctl.child.pid!;
+    const cpu0 = cpuSeconds(pid) ?? 0;
+    const t0 = Date.now();
+    const sim = f.spawn(CLI, ['sim', '--devices', String(devices), '--rate', String(rate), '--seconds', String(seconds),
+      '--processes', opt.processes, '--controller', f.grpc, '--transport', transport,
+      ...(transport === 'mqtt' ? ['--mqtt', `mqtt://127.0.0.1:${mqttPort}`] : []),
+      '--data-dir', path.join(f.dir, 'sim'), '--drain-seconds', opt['drain-seconds'], '--json']);
+    // Controller CPU while the devices emit: from the deploy to the last run end.
+    let emitStart: { at: number; cpu: number } | undefined;
+    let rss = 0;
+    const timer = setInterval(() => {
+      rss = Math.max(rss, peakRssMiB(pid) ?? 0);
+      const log = sim.log();
+      if (!emitStart && /deployed and started on/.test(log)) emitStart = { at: Date.now(), cpu: cpuSeconds(pid) ?? 0 };
+    }, 250);
+    const code = await sim.exited;
+    clearInterval(timer);
+    const log = sim.log();
+    const jsonStart = log.lastIndexOf('\n{\n');
+    if (code !== 0 && jsonStart < 0) throw new Error(`bpfleet sim exited ${code}:\n${log.slice(-4000)}`);
+    const res = JSON.parse(log.slice(jsonStart + 1, log.lastIndexOf('\n}') + 2)) as SimResult;
+    const emitEnd = { at: (emitStart?.at ?? t0) + res.emitSeconds * 1000, cpu: cpuSeconds(pid) ?? 0 };
+    const stored = f.storedEvents();
+    const streams = (await f.streamStats()) as unknown as StreamStats[];
+    const span = f.query((d) => d.prepare('SELECT min(received_at_ms) a, max(received_at_ms) b FROM batches').get() as { a: number; b: number });
+    const lat = latency(f);
+    const ctlCpu = (cpuSeconds(pid) ?? 0) - cpu0;
+    const window = Math.max(1, (span.b - span.a) / 1000);
+    const sum = (k: keyof StreamStats): number => streams.reduce((n, s) => n + Number(s[k]), 0);
+    const t = res.totals;
+    const simWall = (Date.now() - t0) / 1000;
+    const emitCpu = emitStart ? emitEnd.cpu - emitStart.cpu : ctlCpu;
+    const row: Row = {
+      name, transport, devices, rate, seconds, offered: devices * rate, generated: t.generated, stored, storedPerS: stored / window,
+      loss: { ring: t.ringbufFull, spoolRefused: t.appendErrors, spoolEvicted: t.spoolEvicted, unacked: t.backlog, transportErrors: t.transportDowns,
+        storeGaps: sum('gapRecords'), storeRejected: sum('rejectedRecords'), storeDuplicates: sum('duplicateRecords') },
+      ...lat,
+      ctlCpuPct: emitStart ? (100 * emitCpu) / res.emitSeconds : (100 * ctlCpu) / simWall,
+      ctlUsPerEvent: (ctlCpu * 1e6) / Math.max(1, stored), ctlRssMiB: Math.max(rss, peakRssMiB(pid) ?? 0),
+      simCpuPct: (100 * t.cpuSeconds) / simWall, simRssMiB: t.maxRssMiB, drained: res.drained,
+      enrollDeploySeconds: emitStart ? (emitStart.at - t0) / 1000 : NaN,
+    };
+    if (code !== 0) process.stderr.write(`fleet.bench: ${name}: bpfleet sim exited ${code} (not everything acknowledged or devices failed)\n`);
+    await f.stop();
+    if (profDir) {
+      const prof = readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile')).map((x) => path.join(profDir, x))
+        .sort().find((x) => readFileSync(x, 'utf8').includes('group-commit'));
+      if (prof) row.profile = prof;
+    }
+    return row;
+  } catch (err) {
+    await f.stop(true);
+    throw err;
+  }
+}
+
+const fmt = (n: number, d = 0): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
+
+function printTable(rows: Row[]): void {
+  const head = ['run', 'transport', 'devices', 'offered ev/s', 'stored ev/s', 'x baseline', 'generated', 'stored', 'lost: ring', 'spool refused',
+    'evicted', 'unacked', 'transport errs', 'store gaps/dup/rej', 'p50 s', 'p99 s', 'max s', 'ctl CPU %', 'ctl µs/ev', 'x baseline',
+    'ctl RSS MiB', 'sim CPU %', 'sim RSS MiB', 'setup s'];
+  const lines = [head];
+  for (const r of rows) {
+    const b = rows.find((x) => x.transport === r.transport && x.name === 'baseline');
+    lines.push([r.name, r.transport, fmt(r.devices), fmt(r.offered), fmt(r.storedPerS), b ? fmt(r.storedPerS / b.storedPerS, 2) : '',
+      fmt(r.generated), fmt(r.stored), fmt(r.loss.ring), fmt(r.loss.spoolRefused), fmt(r.loss.spoolEvicted), fmt(r.loss.unacked),
+      fmt(r.loss.transportErrors), `${r.loss.storeGaps}/${r.loss.storeDuplicates}/${r.loss.storeRejected}`, fmt(r.p50, 3), fmt(r.p99, 3), fmt(r.max, 2),
+      fmt(r.ctlCpuPct), fmt(r.ctlUsPerEvent, 1), b ? fmt(r.ctlUsPerEvent / b.ctlUsPerEvent, 2) : '', fmt(r.ctlRssMiB), fmt(r.simCpuPct), fmt(r.simRssMiB),
+      fmt(r.enrollDeploySeconds, 1)]);
+  }
+  process.stdout.write(`| ${lines[0]!.join(' | ')} |\n| ${lines[0]!.map(() => '---').join(' | ')} |\n`);
+  for (const l of lines.slice(1)) process.stdout.write(`| ${l.join(' | ')} |\n`);
+}
+
+async function main(): Promise<void> {
+  const devices = Number(opt.devices), rate = Number(opt.rate), seconds = Number(opt.seconds), baseDevices = Number(opt['baseline-devices']);
+  const transports = opt.transport.split(',').map((s) => s.trim()).filter(Boolean);
+  const profRoot = opt['cpu-prof'] ? path.resolve(opt['cpu-prof']) : undefined;
+  const rows: Row[] = [];
+  let slot = 0;
+  for (const tr of transports) {
+    for (const [name, n] of [['baseline', baseDevices], ['fleet', devices]] as const) {
+      process.stderr.write(`fleet.bench: ${name}: ${n} devices x ${rate} events/s over ${tr} for ${seconds} s\n`);
+      const prof = profRoot && name === 'fleet' ? path.join(profRoot, tr) : undefined;
+      if (prof) mkdirSync(prof, { recursive: true });
+      rows.push(await oneRun(name, tr, n, rate, seconds, slot++, prof));
+    }
+  }
+  if (opt.json) {
+    process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(`\nFleet benchmark: ${rate} events/s per device, runs of ${seconds} s, ${opt.processes} sim processes; baseline ${baseDevices} devices\n\n`);
+  printTable(rows);
+  for (const r of rows) {
+    if (!r.profile) continue;
+    process.stdout.write(`\nController CPU profile, ${r.name} over ${r.transport} (self time, top 15): ${r.profile}\n`);
+    for (const l of topOfProfile(r.profile)) process.stdout.write(`  ${l}\n`);
+  }
+}
+
+await main();
