@@ -153,6 +153,9 @@ struct probe_env {
 	const char *btf_path;
 	const char *prefer;		/* --prefer KIND: try this hook kind first */
 	uint32_t ringbuf_kb;
+	/* After a poll that returned records, wait this long and drain again before writing: fewer,
+	 * larger writes (fewer wakeups of the reader) for at most this much added latency. */
+	int linger_ms;
 	int stats_interval_ms;
 };
 

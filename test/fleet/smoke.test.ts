@@ -11,6 +11,8 @@ import { Fleet, X86_PROBES, bpfOutDir, kernelFeatures, portBase, requireKernelFe
 
 const DEPLOYABLE = ['tcpstates', 'tcplife', 'tcpwin', 'tcpbytes', 'tcptop'];
 const NETWORK = [...DEPLOYABLE, 'skbclone'];
+/** Stack probes with a smoke entry (process_activity or page_touch trigger). */
+const STACKS = ['profile', 'offcputime', 'wakeuptime', 'pgfault'];
 
 interface Row {
   deviceId: string; probe: string; outcome: 'pass' | 'fail' | 'unsupported'; reason: string; runId: string; streamId: string;
@@ -161,5 +163,28 @@ describe('bpfleet smoke: controller + agent on this host', () => {
     expect(table.stdout).toMatch(/^DEVICE\s+PROBE\s+RESULT\s+FIRST EVENT\s+INSNS\s+ATTACH\s+REASON/);
     expect(table.stdout).toMatch(/tcpstates\s+pass\s+\d+ ms\s+[\d,]+\s+\d+ ms/);
     process.stdout.write(`\nsmoke matrix on this host:\n${(await f.cli(['smoke'])).stdout}\n`);
+  }, 300_000);
+
+  it('the stack probes pass their process and page-touch triggers: the record of the trigger pid is stored', async () => {
+    requireKernelFeature('tracepoint sched/sched_switch', kernelFeatures.tracepoint('sched', 'sched_switch'));
+    requireKernelFeature('tracepoint exceptions/page_fault_user', kernelFeatures.tracepoint('exceptions', 'page_fault_user'));
+    const base = portBase(4) + 2;
+    const f = (fleet = new Fleet({ name: 'smoke-stacks', grpcPort: base, adminPort: base + 1 }));
+    await f.startController();
+    const token = await f.token(['lab=smoke-stacks']);
+    await f.startAgent('host', { token });
+    for (const probe of STACKS) {
+      const d = await f.cli(['deploy', probe, '--to', 'lab=smoke-stacks', '--no-start', '--json']);
+      expect(d.code, `deploy ${probe}: ${d.stderr}${d.stdout}`).toBe(0);
+    }
+    const r = await smoke(f, ['--to', 'lab=smoke-stacks', ...STACKS.flatMap((p) => ['--probe', p]), '--timeout', '30']);
+    expect(r.done.results.map((x) => x.probe)).toEqual(STACKS);
+    for (const x of r.done.results) {
+      expect(x.outcome, `${x.probe}: ${x.reason}`).toBe('pass');
+      expect(x.verifiedInsns).toBeGreaterThan(0);
+      expect(x.detail.controller).toMatchObject({ stored: true });
+      expect(x.detail.vars?.['pid']).toBeGreaterThan(0);
+    }
+    expect(r.code, r.stderr).toBe(0);
   }, 300_000);
 });

@@ -106,6 +106,20 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return stack_out_emit(&out, ctx);
 }
 
+/* Smoke test (bpf/README.md, "Smoke tests"): the process_activity trigger, isolated by --pid. */
+static const char *const smoke_args[] = { "--pid", "{pid}", "--interval", "200", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "pid", "eq", "{pid}" },
+	{ "value", "ge", "1" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "process_activity",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "off-CPU time of {pid} while it sleeps",
+};
+
 static const struct probe_def def = {
 	.name = "offcputime",
 	.version = "1.0.0",
@@ -117,6 +131,7 @@ static const struct probe_def def = {
 	.nfields = sizeof(fields) / sizeof(fields[0]),
 	.hooks = hooks,
 	.nhooks = sizeof(hooks) / sizeof(hooks[0]),
+	.smoke = &smoke,
 	.args = args,
 	.nargs = sizeof(args) / sizeof(args[0]),
 	.parse_arg = parse_arg,

@@ -57,6 +57,20 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return stack_out_emit(&out, ctx);
 }
 
+/* Smoke test (bpf/README.md, "Smoke tests"): the page_touch trigger, isolated by --pid. */
+static const char *const smoke_args[] = { "--pid", "{pid}", "--interval", "200", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "pid", "eq", "{pid}" },
+	{ "value", "ge", "1" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "page_touch",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "page faults of {pid} touching fresh pages",
+};
+
 static const struct probe_def def = {
 	.name = "pgfault",
 	.version = "1.0.0",
@@ -68,6 +82,7 @@ static const struct probe_def def = {
 	.nfields = sizeof(fields) / sizeof(fields[0]),
 	.hooks = hooks,
 	.nhooks = sizeof(hooks) / sizeof(hooks[0]),
+	.smoke = &smoke,
 	.on_interval = on_interval,
 };
 

@@ -95,6 +95,20 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return stack_out_emit(&out, ctx);
 }
 
+/* Smoke test (bpf/README.md, "Smoke tests"): the process_activity trigger, isolated by --pid. */
+static const char *const smoke_args[] = { "--pid", "{pid}", "--interval", "200", "--freq", "999", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "pid", "eq", "{pid}" },
+	{ "value", "ge", "1" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "process_activity",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "samples of {pid} while it runs, forks and execs (999 Hz so a short burst is seen)",
+};
+
 static const struct probe_def def = {
 	.name = "profile",
 	.version = "1.0.0",
@@ -106,6 +120,7 @@ static const struct probe_def def = {
 	.nfields = sizeof(fields) / sizeof(fields[0]),
 	.hooks = hooks,
 	.nhooks = sizeof(hooks) / sizeof(hooks[0]),
+	.smoke = &smoke,
 	.args = args,
 	.nargs = sizeof(args) / sizeof(args[0]),
 	.parse_arg = parse_arg,
