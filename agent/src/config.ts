@@ -45,11 +45,26 @@ export interface AgentArgs {
   mqtt?: { url: string; ca?: string };
 }
 
+/**
+ * `--enroll-token -abc` -> `--enroll-token=-abc`: every option but --help takes a value, and the
+ * next word is it even when it starts with '-' (a base64url token may; parseArgs would call it
+ * ambiguous and refuse).
+ */
+function joinValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a.startsWith('--') && !a.includes('=') && a !== '--help' && i + 1 < argv.length) out.push(`${a}=${argv[++i]}`);
+    else out.push(a);
+  }
+  return out;
+}
+
 export function parseAgentArgs(argv: string[]): AgentArgs {
   let values;
   try {
     ({ values } = parseArgs({
-      args: argv,
+      args: joinValues(argv),
       strict: true,
       allowPositionals: false,
       options: {

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 // Cost of the web dashboard with many devices (issue 7): a real controller with --http, a
 // simulated fleet of N real agent sessions (`bpfleet sim`: AgentSession + spool + gRPC transport
 // per device, replaying recorded tcpstates output, heartbeats every 5 s), and Debian's headless
@@ -35,6 +36,7 @@ const WINDOW_S = Number(opt.window);
 
 interface Row {
   devices: number;
+  running: number;
   connectS: number;
   firstRenderMs: number;
   firstRenderWallMs: number;
@@ -77,17 +79,26 @@ async function run(n: number, ports: number): Promise<Row> {
       (await (await fetch(cfg.adminUrl + p, { headers: { authorization: `Bearer ${cfg.adminToken}` } })).json()) as T;
     const started = Date.now();
     const sim = f.spawn(CLI, ['sim', '--devices', String(n), '--rate', String(RATE), '--seconds', '900', '--processes', '2',
-      '--controller', f.grpc, '--start-seconds', '600']);
+      '--controller', f.grpc]);
+    let simExit: number | string | undefined;
+    void sim.exited.then((c) => { simExit = c; });
+    const simAlive = () => { if (simExit !== undefined) throw new Error(`bpfleet sim exited (${simExit}):\n${sim.log().slice(-3000)}`); };
     await waitFor(`${n} simulated devices online`, async () => {
+      simAlive();
       const { devices } = await admin<{ devices: { online: boolean }[] }>('/api/v1/devices');
       return devices.filter((d) => d.online).length >= n;
     }, 600_000, () => sim.log().slice(-3000));
-    await waitFor(`tcpstates running on ${n} devices`, async () => {
+    // Every device's run settled (running or failed: under load some simulated loaders fail to
+    // start; the table says how many ran). Heartbeats come from all N either way.
+    let running = 0;
+    await waitFor(`tcpstates started on ${n} devices`, async () => {
+      simAlive();
       const { runs } = await admin<{ runs: { state: string }[] }>('/api/v1/runs?probe=tcpstates');
-      return runs.filter((r) => r.state === 'running').length >= n;
+      running = runs.filter((r) => r.state === 'running').length;
+      return runs.length >= n && runs.every((r) => r.state !== 'starting') && running > 0;
     }, 600_000, () => sim.log().slice(-3000));
     const connectS = (Date.now() - started) / 1000;
-    process.stderr.write(`${n} devices: connected and running in ${connectS.toFixed(1)} s\n`);
+    process.stderr.write(`${n} devices: connected in ${connectS.toFixed(1)} s, tcpstates running on ${running}\n`);
     await sleep(6000); // a heartbeat round from everyone
 
     browser = await launchChromium();
@@ -140,7 +151,7 @@ async function run(n: number, ports: number): Promise<Row> {
     const m1 = await metrics(page);
 
     return {
-      devices: n, connectS, firstRenderMs, firstRenderWallMs,
+      devices: n, running, connectS, firstRenderMs, firstRenderWallMs,
       heapMiB: (m0['JSHeapUsedSize'] ?? 0) / 2 ** 20, domNodes: m0['Nodes'] ?? 0, browserRssMiB: rss / 2 ** 20,
       ...fleetRow,
       probeRowsPerS: (q1 - q0) / dt, probeKiBPerS: (s1.bytes - s0.bytes) / 1024 / dt, probeBrowserCpuPct: (100 * (c1 - c0)) / 1000 / dt,
@@ -155,7 +166,7 @@ async function run(n: number, ports: number): Promise<Row> {
 function table(rows: Row[]): string {
   const base = rows[0]!;
   const cols: [string, (r: Row) => number, number][] = [
-    ['devices', (r) => r.devices, 0], ['connect s', (r) => r.connectS, 1],
+    ['devices', (r) => r.devices, 0], ['running tcpstates', (r) => r.running, 0], ['connect s', (r) => r.connectS, 1],
     ['first render ms', (r) => r.firstRenderMs, 0], ['(wall ms)', (r) => r.firstRenderWallMs, 0],
     ['JS heap MiB', (r) => r.heapMiB, 1], ['DOM nodes', (r) => r.domNodes, 0], ['browser RSS MiB', (r) => r.browserRssMiB, 0],
     ['fleet: SSE msg/s', (r) => r.fleetMsgsPerS, 2], ['KiB/s', (r) => r.fleetKiBPerS, 1], ['fleet events/s', (r) => r.fleetEventsPerS, 0],
@@ -175,7 +186,10 @@ async function main(): Promise<void> {
   requireBrowserAndPage();
   const base = portBase(16);
   const rows: Row[] = [];
-  for (const [i, n] of SIZES.entries()) rows.push(await run(n, base + i * 4));
+  for (const [i, n] of SIZES.entries()) {
+    rows.push(await run(n, base + i * 4));
+    process.stderr.write(`${JSON.stringify(rows.at(-1))}\n`);
+  }
   if (opt.json) console.log(JSON.stringify(rows, null, 2));
   console.log(`\ndashboard with N simulated devices (tcpstates replayed at ${RATE} events/s per device, heartbeats every 5 s), ${WINDOW_S} s windows\n`);
   console.log(table(rows));

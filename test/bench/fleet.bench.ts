@@ -9,12 +9,14 @@
 // Per run it prints: events/s stored, loss per stage (ring buffer and spool from the sim's
 // counters and the controller's stats API; transport; store gaps, duplicates and rejections),
 // p50/p99 event-to-commit latency, CPU and peak RSS of the controller and of the sim workers.
+// Rates and latency are over the steady window only (every device's run started, all emitting,
+// as the sim reports it), not the enrollment and deploy ramp.
 // Event-to-commit latency comes from the controller's database: each stored batch row has the
 // wall time of its oldest and newest event (min_wall_ns, max_wall_ns) and received_at_ms, the
 // time its ingest ran inside the group-commit transaction; the batch's records are taken as
 // spread evenly between its oldest and newest event. It leaves out the commit's own duration
 // (the fsync after the ingest), a few ms per group commit.
-import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CLI, Fleet, portBase } from '../lib/index.js';
@@ -31,7 +33,7 @@ const { values: opt } = parseArgs({
 
 interface SimTotals { devices: number; peakConnected: number; startFailures: number; generated: number; ringbufFull: number; spooled: number;
   acked: number; backlog: number; spoolEvicted: number; appendErrors: number; transportDowns: number; cpuSeconds: number; maxRssMiB: number }
-interface SimResult { emitSeconds: number; drainSeconds: number; drained: boolean; totals: SimTotals; workers: { pid: number; cpuSeconds: number; maxRssMiB: number }[] }
+interface SimResult { emitSeconds: number; steadyFromMs: number; steadyToMs: number; drainSeconds: number; drained: boolean; totals: SimTotals; workers: { pid: number; cpuSeconds: number; maxRssMiB: number }[] }
 interface StreamStats { storedRecords: number; duplicateRecords: number; gapRecords: number; rejectedRecords: number; lost: Record<string, string> }
 
 interface Row {
@@ -40,12 +42,13 @@ interface Row {
   loss: { ring: number; spoolRefused: number; spoolEvicted: number; unacked: number; transportErrors: number; storeGaps: number; storeRejected: number; storeDuplicates: number };
   p50: number; p99: number; max: number;
   ctlCpuPct: number; ctlUsPerEvent: number; ctlRssMiB: number; simCpuPct: number; simRssMiB: number;
-  drained: boolean; enrollDeploySeconds: number; profile?: string;
+  drained: boolean; enrollDeploySeconds: number; profile?: string; simProfile?: string | undefined;
 }
 
 /** Weighted percentiles of event-to-commit latency (ms) from the stored batch rows. */
-function latency(f: Fleet): { p50: number; p99: number; max: number } {
-  const rows = f.query((d) => d.prepare('SELECT count, min_wall_ns, max_wall_ns, received_at_ms FROM batches').raw().all() as [number, bigint | number, bigint | number, number][]);
+function latency(f: Fleet, fromMs: number, toMs: number): { p50: number; p99: number; max: number } {
+  const rows = f.query((d) => d.prepare('SELECT count, min_wall_ns, max_wall_ns, received_at_ms FROM batches WHERE received_at_ms BETWEEN ? AND ?')
+    .raw().all(fromMs, toMs) as [number, bigint | number, bigint | number, number][]);
   // 1 ms buckets up to 10 min.
   const buckets = new Float64Array(600_001);
   let total = 0;
@@ -54,7 +57,8 @@ function latency(f: Fleet): { p50: number; p99: number; max: number } {
     const pts = Math.min(count, 8);
     for (let i = 0; i < pts; i++) {
       const ms = pts === 1 ? oldest : newest + ((oldest - newest) * i) / (pts - 1);
-      buckets[Math.max(0, Math.min(600_000, Math.round(ms)))] += count / pts;
+      const at = Math.max(0, Math.min(600_000, Math.round(ms)));
+      buckets[at] = buckets[at]! + count / pts;
     }
     total += count;
   }
@@ -77,7 +81,7 @@ function topOfProfile(file: string, n = 15): string[] {
   let total = 0;
   p.samples.forEach((id, i) => {
     const cf = byId.get(id)!.callFrame;
-    const key = `${cf.functionName || '(anonymous)'} (${cf.url.replace(/^.*\/(node_modules|controller|proto)\//, '$1/') || 'native'}:${cf.lineNumber + 1})`;
+    const key = `${cf.functionName || '(anonymous)'} (${cf.url.replace(/^.*\/(node_modules|controller|proto|agent)\//, '$1/') || 'native'}:${cf.lineNumber + 1})`;
     const dt = p.timeDeltas[i] ?? 0;
     self.set(key, (self.get(key) ?? 0) + dt);
     total += dt;
@@ -88,7 +92,8 @@ function topOfProfile(file: string, n = 15): string[] {
 async function oneRun(name: string, transport: string, devices: number, rate: number, seconds: number, portSlot: number, profDir?: string): Promise<Row> {
   const base = portBase(16) + portSlot * 4;
   const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
-  const f = new Fleet({ name: `fleetbench-${name}`, grpcPort: base, adminPort: base + 1, nodeArgs });
+  const f = new Fleet({ name: `fleetbench-${name}`, grpcPort: base, adminPort: base + 1, nodeArgs,
+    ...(profDir ? { env: { BPFLEET_SIM_CPU_PROF: path.join(profDir, 'sim') } } : {}) });
   try {
     const mqttPort = base + 2;
     const ctl = await f.startController(transport === 'mqtt' ? ['--mqtt-listen', `127.0.0.1:${mqttPort}`] : []);
@@ -100,12 +105,13 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
       ...(transport === 'mqtt' ? ['--mqtt', `mqtt://127.0.0.1:${mqttPort}`] : []),
       '--data-dir', path.join(f.dir, 'sim'), '--drain-seconds', opt['drain-seconds'], '--json']);
     // Controller CPU while the devices emit: from the deploy to the last run end.
-    let emitStart: { at: number; cpu: number } | undefined;
+    let emitStart: { at: number; cpu: number } | undefined, emitEnd: { at: number; cpu: number } | undefined;
     let rss = 0;
     const timer = setInterval(() => {
       rss = Math.max(rss, peakRssMiB(pid) ?? 0);
       const log = sim.log();
-      if (!emitStart && /deployed and started on/.test(log)) emitStart = { at: Date.now(), cpu: cpuSeconds(pid) ?? 0 };
+      if (!emitStart && /all \d+ runs started/.test(log)) emitStart = { at: Date.now(), cpu: cpuSeconds(pid) ?? 0 };
+      if (emitStart && !emitEnd && /every run ended/.test(log)) emitEnd = { at: Date.now(), cpu: cpuSeconds(pid) ?? 0 };
     }, 250);
     const code = await sim.exited;
     clearInterval(timer);
@@ -113,23 +119,24 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
     const jsonStart = log.lastIndexOf('\n{\n');
     if (code !== 0 && jsonStart < 0) throw new Error(`bpfleet sim exited ${code}:\n${log.slice(-4000)}`);
     const res = JSON.parse(log.slice(jsonStart + 1, log.lastIndexOf('\n}') + 2)) as SimResult;
-    const emitEnd = { at: (emitStart?.at ?? t0) + res.emitSeconds * 1000, cpu: cpuSeconds(pid) ?? 0 };
     const stored = f.storedEvents();
     const streams = (await f.streamStats()) as unknown as StreamStats[];
-    const span = f.query((d) => d.prepare('SELECT min(received_at_ms) a, max(received_at_ms) b FROM batches').get() as { a: number; b: number });
-    const lat = latency(f);
+    // The steady window: every device emitting; stored rate and latency over the batches committed in it.
+    const inWindow = f.query((d) => (d.prepare('SELECT COALESCE(SUM(count), 0) n FROM batches WHERE received_at_ms BETWEEN ? AND ?')
+      .get(res.steadyFromMs, res.steadyToMs) as { n: number }).n);
+    const lat = latency(f, res.steadyFromMs, res.steadyToMs);
     const ctlCpu = (cpuSeconds(pid) ?? 0) - cpu0;
-    const window = Math.max(1, (span.b - span.a) / 1000);
+    const window = Math.max(0.001, (res.steadyToMs - res.steadyFromMs) / 1000);
     const sum = (k: keyof StreamStats): number => streams.reduce((n, s) => n + Number(s[k]), 0);
     const t = res.totals;
     const simWall = (Date.now() - t0) / 1000;
-    const emitCpu = emitStart ? emitEnd.cpu - emitStart.cpu : ctlCpu;
+    const emitCpu = emitStart && emitEnd ? emitEnd.cpu - emitStart.cpu : ctlCpu;
     const row: Row = {
-      name, transport, devices, rate, seconds, offered: devices * rate, generated: t.generated, stored, storedPerS: stored / window,
+      name, transport, devices, rate, seconds, offered: devices * rate, generated: t.generated, stored, storedPerS: inWindow / window,
       loss: { ring: t.ringbufFull, spoolRefused: t.appendErrors, spoolEvicted: t.spoolEvicted, unacked: t.backlog, transportErrors: t.transportDowns,
         storeGaps: sum('gapRecords'), storeRejected: sum('rejectedRecords'), storeDuplicates: sum('duplicateRecords') },
       ...lat,
-      ctlCpuPct: emitStart ? (100 * emitCpu) / res.emitSeconds : (100 * ctlCpu) / simWall,
+      ctlCpuPct: emitStart && emitEnd ? (100 * emitCpu) / ((emitEnd.at - emitStart.at) / 1000) : (100 * ctlCpu) / simWall,
       ctlUsPerEvent: (ctlCpu * 1e6) / Math.max(1, stored), ctlRssMiB: Math.max(rss, peakRssMiB(pid) ?? 0),
       simCpuPct: (100 * t.cpuSeconds) / simWall, simRssMiB: t.maxRssMiB, drained: res.drained,
       enrollDeploySeconds: emitStart ? (emitStart.at - t0) / 1000 : NaN,
@@ -140,6 +147,9 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
       const prof = readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile')).map((x) => path.join(profDir, x))
         .sort().find((x) => readFileSync(x, 'utf8').includes('group-commit'));
       if (prof) row.profile = prof;
+      const simDir = path.join(profDir, 'sim');
+      const simProfs = readdirSync(simDir).filter((x) => x.endsWith('.cpuprofile')).map((x) => path.join(simDir, x));
+      row.simProfile = simProfs.sort((a, b) => statSync(b).size - statSync(a).size)[0];
     }
     return row;
   } catch (err) {
@@ -177,7 +187,7 @@ async function main(): Promise<void> {
     for (const [name, n] of [['baseline', baseDevices], ['fleet', devices]] as const) {
       process.stderr.write(`fleet.bench: ${name}: ${n} devices x ${rate} events/s over ${tr} for ${seconds} s\n`);
       const prof = profRoot && name === 'fleet' ? path.join(profRoot, tr) : undefined;
-      if (prof) mkdirSync(prof, { recursive: true });
+      if (prof) mkdirSync(path.join(prof, 'sim'), { recursive: true });
       rows.push(await oneRun(name, tr, n, rate, seconds, slot++, prof));
     }
   }
@@ -191,6 +201,9 @@ async function main(): Promise<void> {
     if (!r.profile) continue;
     process.stdout.write(`\nController CPU profile, ${r.name} over ${r.transport} (self time, top 15): ${r.profile}\n`);
     for (const l of topOfProfile(r.profile)) process.stdout.write(`  ${l}\n`);
+    if (!r.simProfile) continue;
+    process.stdout.write(`\nSim worker CPU profile, ${r.name} over ${r.transport} (self time, top 15): ${r.simProfile}\n`);
+    for (const l of topOfProfile(r.simProfile)) process.stdout.write(`  ${l}\n`);
   }
 }
 

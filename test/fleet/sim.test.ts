@@ -31,7 +31,7 @@ describe('bpfleet sim', () => {
     expect(t).toMatchObject({ devices: 10, peakConnected: 10, startFailures: 0, ringbufFull: 0, spoolEvicted: 0, appendErrors: 0,
       transportDowns: 0, backlog: 0 });
     expect(res.drained).toBe(true);
-    // 10 devices x 50 events/s x 4 s, generated at the rate (integer per tick, never beyond it).
+    // 10 devices x 50 events/s x 4 s: runs wait for every device's start, then all emit 4 s.
     expect(t.generated).toBe(2000);
     expect(t.spooled).toBe(t.generated);
     expect(t.acked).toBe(t.generated);

@@ -112,6 +112,8 @@ describe('two controllers sharing PostgreSQL behind a TCP load balancer', () => 
     const takenOver = sql(`SELECT count(DISTINCT s.device_id) FROM batches b JOIN streams s ON s.id = b.stream
       JOIN devices d ON d.id = s.device_id WHERE b.stored_by = '${c2Name}' AND d.name IN ('${onC1.join("','")}')`);
     expect(takenOver, `agents of controller 1 (${onC1}) whose later batches controller 2 stored`).toBe(String(onC1.length));
+    console.log(`two controllers: ${made} transitions x ${AGENTS.length} agents stored once; records by controller before the ` +
+      `kill ${JSON.stringify([...before])}, after ${JSON.stringify([...after])}; balancer ${JSON.stringify(lb.counters)}`);
     // The CLI through controller 2 reads every event back.
     const ev = await cli2(['events', '--probe', 'tcpstates', '--limit', '100000', '--json']);
     expect(ev.code, ev.stderr).toBe(0);

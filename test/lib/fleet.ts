@@ -135,7 +135,8 @@ export class Fleet {
    * to its environment.
    */
   async startAgent(name: string, opts: { token?: string; extra?: string[]; wait?: boolean; controller?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Proc> {
-    const args = this.agentArgs(name, [...(opts.extra ?? []), ...(opts.token ? ['--enroll-token', opts.token] : [])], opts.controller);
+    // --enroll-token=T: a token is base64url and may start with '-', which parseArgs would take for an option.
+    const args = this.agentArgs(name, [...(opts.extra ?? []), ...(opts.token ? [`--enroll-token=${opts.token}`] : [])], opts.controller);
     const p = this.spawn(AGENT, args, opts.env);
     this.agents.set(name, p);
     if (opts.wait !== false) await waitFor(`agent ${name} welcomed`, () => p.log().includes('welcomed'), 30_000, () => this.logs());

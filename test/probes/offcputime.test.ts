@@ -89,6 +89,7 @@ describe('offcputime on this kernel', () => {
 
     const max = await offcpu(['--max-block-us', '20000'], 2000);
     expect(max.res.code).toBe(0);
-    expect(max.res.events.filter((e) => pipeReadFrame(e.stack))).toEqual([]);
+    // Short stretches in pipe_read may remain; the ~100 ms sleeps filling the run do not.
+    expect(sumField(max.res.events.filter((e) => pipeReadFrame(e.stack)), 'value')).toBeLessThan(0.2 * max.wallNs);
   });
 });

@@ -76,8 +76,10 @@ describe('wakeuptime on this kernel', () => {
   }
 
   it('--max-block-us 20000 leaves out the 100 ms sleeps on the pipe', async () => {
-    const { res, writer } = await wakeups(['--max-block-us', '20000'], 1500);
+    const { res, writer, wallNs } = await wakeups(['--max-block-us', '20000'], 2000);
     expect(res.code).toBe(0);
-    expect(res.events.filter((e) => e.waker_pid === writer)).toEqual([]);
+    // Short sleeps may remain (the reader can block again within one pipe_write and be woken
+    // by its second wakeup), but not the ~100 ms ones that fill nearly all of the run.
+    expect(sumField(res.events.filter((e) => e.waker_pid === writer), 'value')).toBeLessThan(0.2 * wallNs);
   });
 });

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
@@ -198,6 +199,18 @@ describe('web dashboard in headless Chromium, real controller and agent', () => 
     await shot('stacks-zoomed');
     await page.click('#stacks-reset');
     await page.waitForFunction((n) => Number(document.querySelector('canvas.flame')?.getAttribute('data-drawn')) === n, before);
+    // Differential: the last 5 minutes against the 5 before (no samples then: every frame is new, drawn red).
+    await page.fill('#stacks-search', '');
+    await page.check('#stacks-diff');
+    await page.waitForFunction(() => /against the 5m before: 0 samples/.test(document.querySelector('#stacks-status')?.textContent ?? ''));
+    await page.waitForFunction(() => Number(document.querySelector('canvas.flame')?.getAttribute('data-drawn') ?? 0) > 3);
+    const px = await page.evaluate(() => {
+      const c = document.querySelector('canvas.flame') as HTMLCanvasElement;
+      const d = c.getContext('2d')!.getImageData(Math.floor(c.width / 2), c.height - 8, 1, 1).data; // the root frame
+      return [d[0], d[1], d[2]];
+    });
+    expect(px, 'the root frame of a diff against an empty baseline is pure red').toEqual([255, 0, 0]);
+    await shot('stacks-diff');
   }, 150_000);
 
   step('the smoke matrix section answers (results, none yet, or not available), and logout ends the session', async () => {

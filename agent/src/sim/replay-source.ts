@@ -61,6 +61,11 @@ export interface ReplayOptions {
   rate: number;
   /** Stop generating after this long and exit 0 like a loader run with --duration; default: until signalled. */
   durationMs?: number;
+  /**
+   * Generation (and the durationMs clock) starts when this resolves; HELLO and `ready` come at
+   * once. The sim opens it for every device together, after the deploy reached them all.
+   */
+  gate?: Promise<void>;
   /** Generation tick (default 100 ms). */
   tickMs?: number;
   /** Records the "ring buffer" holds while the agent does not read (default: 256 KiB worth). */
@@ -87,7 +92,7 @@ export class ReplayLoader implements LoaderHandle {
   private stopping = false;
   private readonly ring: Buffer[] = [];
   private readonly ringMax: number;
-  private readonly startedAt = Date.now();
+  private startedAt = Date.now();
   private cursor = 0;
   private generated = 0;
   private written = 0;
@@ -121,6 +126,11 @@ export class ReplayLoader implements LoaderHandle {
     if (this.stopping) this.maybeEnd();
   }
 
+  /** Stop generating now and exit 0 once the ring is handed over (like reaching --duration). */
+  end(): void {
+    if (!this.exitedFlag) this.stopGenerating();
+  }
+
   /** SIGINT/SIGTERM: stop generating, hand over what the ring holds, exit 0; SIGKILL: at once. */
   signal(sig: NodeJS.Signals): void {
     if (this.exitedFlag) return;
@@ -139,9 +149,14 @@ export class ReplayLoader implements LoaderHandle {
     const hello = JSON.stringify({ ...rest, replay: true }).replace(/}$/, `,"clock_offset_ns":${offset}}`);
     if (!this.deliver([{ kind: FrameKind.Hello, flags: 0, payload: Buffer.from(hello) }])) return;
     this.handlers.stderrChunk(`${this.opts.recording.probe}: ready (replay of recorded output at ${this.opts.rate} events/s)\n`);
-    const tickMs = this.opts.tickMs ?? 100;
-    this.tick = setInterval(() => this.generate(), tickMs);
     this.statsTimer = setInterval(() => this.sendStats(), statsMs);
+    const go = (): void => {
+      if (this.exitedFlag || this.stopping) return;
+      this.startedAt = Date.now();
+      this.tick = setInterval(() => this.generate(), this.opts.tickMs ?? 100);
+    };
+    if (this.opts.gate) void this.opts.gate.then(go);
+    else go();
   }
 
   private generate(): void {
@@ -259,7 +274,17 @@ export class ReplayLoader implements LoaderHandle {
   }
 }
 
-/** A ProbeRunner loaderFactory that replays `recording` for every run, whatever the binary. */
-export function replayLoaderFactory(opts: ReplayOptions): LoaderFactory {
-  return (_bin, argv, handlers) => new ReplayLoader(argv, handlers, opts);
+/**
+ * A ProbeRunner loaderFactory that replays `recording` for every run, whatever the binary.
+ * `endAll()` ends every live replay like a loader reaching its --duration (the sim's common end).
+ */
+export function replayLoaderFactory(opts: ReplayOptions): LoaderFactory & { endAll(): void } {
+  const live = new Set<ReplayLoader>();
+  const factory = (_bin: string, argv: string[], handlers: LoaderProcessHandlers): ReplayLoader => {
+    const l = new ReplayLoader(argv, handlers, opts);
+    live.add(l);
+    void l.exited.then(() => live.delete(l));
+    return l;
+  };
+  return Object.assign(factory, { endAll: () => live.forEach((l) => l.end()) });
 }

@@ -19,8 +19,10 @@ export interface SimResult {
   rate: number;
   seconds: number;
   transport: string;
-  /** Wall time from the first run start to the last run end, and until drained. */
+  /** The steady window (every run emitting): its length and Unix ms bounds; then the drain. */
   emitSeconds: number;
+  steadyFromMs: number;
+  steadyToMs: number;
   drainSeconds: number;
   drained: boolean;
   totals: Omit<WorkerReport, 'worker' | 'pid'>;
@@ -77,7 +79,10 @@ export async function runSim(args: SimArgs, io: { stdout: NodeJS.WritableStream;
   const err = (line: string): void => void io.stderr.write(`${line}\n`);
 
   split.forEach((indexes, w) => {
-    const child = fork(SIM_BIN, ['--worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    // BPFLEET_SIM_CPU_PROF=DIR: V8 CPU profiles of the workers (the benchmark's --cpu-prof).
+    const prof = process.env['BPFLEET_SIM_CPU_PROF'];
+    const child = fork(SIM_BIN, ['--worker'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced',
+      execArgv: [...process.execArgv, ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [])] });
     workers.push(child);
     child.on('message', (m: WorkerMessage) => {
       if (m.type === 'error') err(`sim worker ${w}: ${m.message}`);
@@ -120,12 +125,20 @@ export async function runSim(args: SimArgs, io: { stdout: NodeJS.WritableStream;
     if (args.json) io.stdout.write(`${JSON.stringify({ type: 'connected', devices: args.devices, connected: c.connected, startFailures: c.startFailures })}\n`);
     err(`sim: ${c.connected}/${args.devices} devices connected; waiting for the controller to start a probe on them`);
 
-    // 2. Runs start (the controller deploys), emit for --seconds, end.
+    // 2. Runs start (the controller deploys, maybe in waves) and wait; once all have started
+    // they emit together for --seconds (the steady window) and end.
     await waitUntil(() => !alive() || totals().runsStarted >= c.started, startMs);
-    const firstRunAt = Date.now();
+    const steadyFrom = Date.now();
+    let steadyTo = steadyFrom;
     if (totals().runsStarted === 0) err('sim: no probe run started: deploy one to these devices (bpfleet deploy tcpstates --to ...)');
-    else await waitUntil(() => !alive() || totals().runsEnded >= totals().runsStarted, args.seconds * 1000 + startMs);
-    const emitSeconds = (Date.now() - firstRunAt) / 1000;
+    else {
+      for (const w of workers) if (w.connected) w.send({ type: 'go' });
+      err(`sim: all ${totals().runsStarted} runs started; emitting together for ${args.seconds} s`);
+      await waitUntil(() => !alive() || totals().runsEnded >= totals().runsStarted, args.seconds * 1000 + startMs);
+      steadyTo = Date.now();
+      err('sim: every run ended; draining');
+    }
+    const emitSeconds = (steadyTo - steadyFrom) / 1000;
 
     // 3. Drain and stop.
     const drainAt = Date.now();
@@ -137,7 +150,7 @@ export async function runSim(args: SimArgs, io: { stdout: NodeJS.WritableStream;
     const list = [...reports.values()].sort((a, b) => a.worker - b.worker);
     const t = sumReports(list);
     return { type: 'result', devices: args.devices, rate: args.rate, seconds: args.seconds, transport: args.transport,
-      emitSeconds, drainSeconds, drained: finals.size === workers.length && t.backlog === 0, totals: t, workers: list };
+      emitSeconds, steadyFromMs: steadyFrom, steadyToMs: steadyTo, drainSeconds, drained: finals.size === workers.length && t.backlog === 0, totals: t, workers: list };
   } finally {
     clearInterval(progress);
     for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill('SIGTERM');

@@ -12,6 +12,7 @@ export interface WorkerStart {
   worker: number;
   link: SimLinkOptions;
   rate: number;
+  /** Each run emits this long from the parent's go. */
   durationMs: number;
   recording: string;
   manifest: string;
@@ -22,6 +23,11 @@ export interface WorkerStart {
 export interface WorkerDrain {
   type: 'drain';
   timeoutMs: number;
+}
+
+/** Every device's run has started: all begin emitting now, for durationMs. */
+export interface WorkerGo {
+  type: 'go';
 }
 
 /** A worker's counters (cumulative) and its process' CPU and memory. */
@@ -65,7 +71,9 @@ async function inPool<T>(items: T[], n: number, fn: (t: T) => Promise<void>): Pr
   }));
 }
 
-export async function runWorker(send: (m: WorkerMessage) => void, messages: AsyncIterable<WorkerStart | WorkerDrain>): Promise<void> {
+type ParentMessage = WorkerStart | WorkerDrain | WorkerGo;
+
+export async function runWorker(send: (m: WorkerMessage) => void, messages: AsyncIterable<ParentMessage>): Promise<void> {
   const it = messages[Symbol.asyncIterator]();
   const first = (await it.next()).value as WorkerStart | undefined;
   if (first?.type !== 'start') throw new Error('sim worker: expected a start message first');
@@ -75,7 +83,9 @@ export async function runWorker(send: (m: WorkerMessage) => void, messages: Asyn
   const manifest = JSON.parse(readFileSync(cfg.manifest, 'utf8')) as Manifest;
   const recording = loadRecording(cfg.recording, manifest);
   const counters = newReplayCounters();
-  const factory = replayLoaderFactory({ recording, rate: cfg.rate, durationMs: cfg.durationMs, counters });
+  let go!: () => void;
+  const gate = new Promise<void>((r) => (go = r));
+  const factory = replayLoaderFactory({ recording, rate: cfg.rate, durationMs: cfg.durationMs, counters, gate });
   const facts = await detectDeviceFacts({ board: 'sim' });
   const devices = cfg.devices.map((d) => new SimDevice(d, cfg.link, factory, facts, log));
   let startFailures = 0;
@@ -116,7 +126,9 @@ export async function runWorker(send: (m: WorkerMessage) => void, messages: Asyn
     }
   });
 
-  const drain = (await it.next()).value as WorkerDrain | undefined;
+  let drain: ParentMessage | undefined;
+  while ((drain = (await it.next()).value as ParentMessage | undefined)?.type === 'go') go();
+  factory.endAll(); // runs the controller started after the go, or a drain before the end
   const deadline = Date.now() + (drain?.type === 'drain' ? drain.timeoutMs : 0);
   while (Date.now() < deadline && devices.some((d) => d.backlog > 0)) await new Promise((r) => setTimeout(r, 200));
   // Stopping a session stops its probe runs (already ended) and closes link and spool.
@@ -132,9 +144,9 @@ export async function workerMain(): Promise<number> {
     process.stderr.write('bpfleet-sim worker: must be started by bpfleet-sim (no IPC channel)\n');
     return 2;
   }
-  const queue: (WorkerStart | WorkerDrain)[] = [];
+  const queue: ParentMessage[] = [];
   let wake: (() => void) | undefined;
-  process.on('message', (m: WorkerStart | WorkerDrain) => {
+  process.on('message', (m: ParentMessage) => {
     queue.push(m);
     wake?.();
   });
@@ -143,7 +155,7 @@ export async function workerMain(): Promise<number> {
     queue.push({ type: 'drain', timeoutMs: 0 });
     wake?.();
   });
-  const messages: AsyncIterable<WorkerStart | WorkerDrain> = {
+  const messages: AsyncIterable<ParentMessage> = {
     [Symbol.asyncIterator]: () => ({
       next: async () => {
         while (queue.length === 0) await new Promise<void>((r) => (wake = r));

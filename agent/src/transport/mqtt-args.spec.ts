@@ -32,4 +32,9 @@ describe('bpfleet-agent --transport mqtt', () => {
     expect(parseAgentArgs([...base, '--transport', 'mqtt', '--mqtt', 'mqtts://h:8883', '--mqtt-ca', '/ca.pem']).mqtt)
       .toEqual({ url: 'mqtts://h:8883', ca: '/ca.pem' });
   });
+
+  it('takes a value that starts with a dash (a base64url enrollment token may)', () => {
+    expect(parseAgentArgs([...base, '--controller', 'h:7474', '--enroll-token', '-Ab_c']).enrollToken).toBe('-Ab_c');
+    expect(parseAgentArgs([...base, '--controller', 'h:7474', '--enroll-token=-x', '--help']).help).toBe(true);
+  });
 });

@@ -221,6 +221,8 @@ export class MqttTransport implements Transport {
     client.on('connect', (connack) => {
       if (this.client !== client) return;
       if (connack.sessionPresent) this.counters.sessionsResumed++;
+      // No Nagle: small PUBLISHes and PUBACKs go out at once instead of waiting for the peer's delayed ACK.
+      (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
       // Subscribe even when the broker kept our session: a restarted broker may have lost it.
       client.subscribe(this.topics.cmd, { qos: 1 }, (err, granted) => {
         clearTimeout(deadline);

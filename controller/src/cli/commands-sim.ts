@@ -51,16 +51,27 @@ async function prepareDevices(ctx: RunContext, dataDir: string, devices: number)
   return { tag, tokensFile };
 }
 
-async function deploy(ctx: RunContext, probe: string, tag: string, args: string[]): Promise<void> {
+/**
+ * Deploys and starts `probe` on the devices, `wave` at a time: one bundle per device (about 1.3 MB
+ * for tcpstates) to a thousand devices at once wedged the link (see docs/BENCHMARKS.md).
+ */
+async function deploy(ctx: RunContext, probe: string, names: string[], wave: number, args: string[]): Promise<void> {
   const started = Date.now();
-  let done: DeployLine | undefined;
-  for await (const l of ctx.client().lines<DeployLine>('POST', '/api/v1/deploy', {}, { probe, selector: { labels: { sim: tag } }, args })) {
-    if (l.type === 'done') done = l;
+  const failed: string[] = [];
+  let ok = 0;
+  for (let i = 0; i < names.length; i += wave) {
+    let done: DeployLine | undefined;
+    const devices = names.slice(i, i + wave);
+    for await (const l of ctx.client().lines<DeployLine>('POST', '/api/v1/deploy', {}, { probe, selector: { devices }, args })) {
+      if (l.type === 'done') done = l;
+    }
+    for (const d of done?.devices ?? []) {
+      if (d.deployed && d.started) ok++;
+      else failed.push(d.error ?? '?');
+    }
   }
-  const devs = done?.devices ?? [];
-  const failed = devs.filter((d) => !d.deployed || !d.started);
-  ctx.err(`bpfleet sim: ${probe} deployed and started on ${devs.length - failed.length}/${devs.length} devices in ` +
-    `${((Date.now() - started) / 1000).toFixed(1)} s${failed.length ? `; ${failed.length} failed, first: ${failed[0]!.error ?? '?'}` : ''}\n`);
+  ctx.err(`bpfleet sim: ${probe} deployed and started on ${ok}/${names.length} devices in ` +
+    `${((Date.now() - started) / 1000).toFixed(1)} s${failed.length ? `; ${failed.length} failed, first: ${failed[0]!}` : ''}\n`);
 }
 
 export const simCommand: Command = {
@@ -80,7 +91,9 @@ export const simCommand: Command = {
   --drain-seconds S   wait this long at most for every event to be acknowledged (default 60)
   --spool-max-bytes B per device spool bound (default 16 MiB)
   --probe NAME        probe to deploy and replay (default tcpstates)
-Once every device is connected the probe is deployed and started on all of them (label sim=<tag>).
+  --deploy-wave N     devices per deploy request (default 50)
+Once every device is connected the probe is deployed and started on all of them (label sim=<tag>),
+--deploy-wave devices per request.
 Ends with a table per worker process: devices connected, events generated, acked, lost per stage.
 --json prints the result as JSON on stdout (the table still goes to stderr). --token is the
 admin API token, as for every command.`,
@@ -88,6 +101,7 @@ admin API token, as for every command.`,
     devices: { type: 'string' }, rate: { type: 'string' }, processes: { type: 'string' }, transport: { type: 'string' },
     mqtt: { type: 'string' }, controller: { type: 'string' }, seconds: { type: 'string' }, 'data-dir': { type: 'string' },
     'drain-seconds': { type: 'string' }, 'spool-max-bytes': { type: 'string' }, probe: { type: 'string' },
+    'deploy-wave': { type: 'string' },
   },
   positionals: [0, 0],
   async run(ctx) {
@@ -116,7 +130,8 @@ admin API token, as for every command.`,
         try { m = JSON.parse(line) as typeof m; } catch { ctx.err(`${line}\n`); continue; }
         if (m.type === 'connected') {
           if (!m.connected) { ctx.err('bpfleet sim: no device connected; not deploying\n'); continue; }
-          deploying = deploy(ctx, probe, tag, []).catch((err: unknown) => ctx.err(`bpfleet sim: deploy failed: ${(err as Error).message}\n`));
+          const names = Array.from({ length: devices }, (_, i) => `${tag}-${String(i).padStart(4, '0')}`);
+          deploying = deploy(ctx, probe, names, Math.max(1, Math.floor(int(ctx, 'deploy-wave', 50))), []).catch((err: unknown) => ctx.err(`bpfleet sim: deploy failed: ${(err as Error).message}\n`));
         } else if (m.type === 'result') result = m;
       }
       const code = await exited;

@@ -110,7 +110,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   aedes.on('clientReady', (c) => { if (!who.get(c)?.controller) counters.connected++; });
   aedes.on('clientDisconnect', (c) => { if (who.get(c) && !who.get(c)!.controller) counters.connected--; });
 
-  const handle = (socket: Socket) => { aedes.handle(socket); };
+  // No Nagle: a PUBACK or a small ack held back 40 ms (delayed ACK on the peer) stalls a QoS 1 flow.
+  const handle = (socket: Socket) => { socket.setNoDelay(true); aedes.handle(socket); };
   const server: Server = createServer(handle);
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {

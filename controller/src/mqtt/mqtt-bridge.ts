@@ -114,6 +114,8 @@ export class MqttBridge {
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no connection to the MQTT broker ${o.url} within 15 s`)), 15_000);
       client.on('connect', () => {
+        // No Nagle: acks to devices are small and each one matters at once.
+        (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
         client.subscribe([filters.status, filters.result, filters.up], { qos: 1 }, (err, granted) => {
           const bad = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
           if (err || bad.length > 0) {

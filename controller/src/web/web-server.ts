@@ -233,7 +233,8 @@ export class WebServer {
     }
 
     function serveStatic(p: string, res: ServerResponse): void {
-      const rel = path.normalize(decodeURIComponent(p)).replace(/^(\.\.(\/|\\|$))+/, '');
+      // Normalized from the root: "/../x" cannot climb out, and the result is relative to dist.
+      const rel = path.posix.normalize(`/${decodeURIComponent(p)}`).replace(/^\/+/, '');
       const file = path.join(distDir, rel);
       if (!file.startsWith(distDir + path.sep) && file !== distDir) throw new HttpError(404, 'not found');
       let body: Buffer;

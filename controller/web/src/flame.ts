@@ -92,8 +92,9 @@ export class FlameGraph {
   private colour(l: Laid): string {
     const n = l.node;
     if (this.search?.test(n.name)) return '#e600e6';
-    if (n.baseline !== undefined && this.baseTotal > 0) {
-      const now = n.value / this.rootTotal, before = n.baseline / this.baseTotal;
+    if (n.baseline !== undefined) {
+      // Shares, so windows of different lengths compare; an empty baseline makes everything new (red).
+      const now = n.value / this.rootTotal, before = this.baseTotal > 0 ? n.baseline / this.baseTotal : 0;
       const d = Math.max(-1, Math.min(1, (now - before) / Math.max(now, before, 1e-9)));
       const k = Math.round(255 * (1 - Math.abs(d)));
       return d >= 0 ? `rgb(255,${k},${k})` : `rgb(${k},${k},255)`;

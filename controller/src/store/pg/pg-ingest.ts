@@ -46,6 +46,9 @@ interface PieceRow {
   intervals: Buffer | null;
 }
 
+/** Rows per INSERT of stored pieces: 8 parameters each, far below PostgreSQL's 65,535. */
+const PIECES_PER_INSERT = 1000;
+
 const LOCK_SQL = `SELECT id, stream_id, schema_id, next_seq, open_gap_records, lost_gap_records FROM streams
   WHERE stream_id = ANY($1::text[]) ORDER BY stream_id FOR UPDATE`;
 
@@ -179,15 +182,19 @@ export async function ingestInTx(c: PoolClient, manifests: PgManifests, items: r
       ackedThrough: BigInt(ackedThrough(st.nextSeq, st.open > 0 ? await firstOpenGap(c, st.id) : undefined)),
     };
   }
-  if (pieces.length > 0) {
+  // One multi-row INSERT per group; the records go as separate Buffer parameters, which node-pg
+  // sends in binary (a bytea[] array would be hex text both ways: twice the bytes, and parsing).
+  for (let at = 0; at < pieces.length; at += PIECES_PER_INSERT) {
+    const chunk = pieces.slice(at, at + PIECES_PER_INSERT);
+    const args: unknown[] = [nowMs];
+    const rows = chunk.map((p) => {
+      const i = args.length;
+      args.push(p.stream, p.firstSeq, p.count, p.minWall.toString(), p.maxWall.toString(), p.offset.toString(), p.records, p.intervals);
+      return `($${i + 1}::bigint, $${i + 2}::bigint, $${i + 3}::integer, $${i + 4}::bigint, $${i + 5}::bigint, $${i + 6}::bigint, $1::bigint, ` +
+        `$${i + 7}::bytea, $${i + 8}::bytea)`;
+    });
     await c.query(`INSERT INTO batches (stream, first_seq, count, min_wall_ns, max_wall_ns, clock_offset_ns, received_at_ms,
-        records, interval_index)
-      SELECT s, f, n, mi, ma, o, $7, r, iv
-      FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::bigint[], $5::bigint[], $6::bigint[], $8::bytea[], $9::bytea[])
-        AS u(s, f, n, mi, ma, o, r, iv)`,
-    [pieces.map((p) => p.stream), pieces.map((p) => p.firstSeq), pieces.map((p) => p.count),
-      pieces.map((p) => p.minWall.toString()), pieces.map((p) => p.maxWall.toString()), pieces.map((p) => p.offset.toString()),
-      nowMs, pieces.map((p) => p.records), pieces.map((p) => p.intervals)]);
+      records, interval_index) VALUES ${rows.join(', ')}`, args);
   }
   const dirty = [...streams.values()].filter((s) => s.dirty);
   if (dirty.length > 0) {

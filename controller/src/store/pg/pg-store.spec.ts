@@ -47,7 +47,8 @@ describe('two controllers on one database', () => {
   let a: PgStore, b: PgStore;
   beforeAll(async () => {
     url = freshDb();
-    [a, b] = await Promise.all([PgStore.open(url, { poolSize: 4 }), PgStore.open(url, { poolSize: 4 })]);
+    [a, b] = await Promise.all([PgStore.open(url, { poolSize: 4, applicationName: 'ctl-a' }),
+      PgStore.open(url, { poolSize: 4, applicationName: 'ctl-b' })]);
     await a.putManifest(schemaId, manifest);
     await b.putManifest(schemaId, manifest);
   });
@@ -123,6 +124,9 @@ describe('two controllers on one database', () => {
     expect(overlap.trim()).toBe('0');
     const sums = pg.psql(`t${dbIndex(url)}`, `SELECT (SELECT sum(count) FROM batches) || ' ' || (SELECT sum(stored_records) FROM streams)`);
     expect(sums.trim()).toBe(`${STREAMS * SEQS} ${STREAMS * SEQS}`);
+    // batches.stored_by names the controller that committed each piece.
+    const by = pg.psql(`t${dbIndex(url)}`, `SELECT stored_by || '=' || sum(count) FROM batches GROUP BY stored_by ORDER BY stored_by`).trim().split('\n');
+    expect(by).toEqual([`ctl-a=${storedBy.get(a)}`, `ctl-b=${storedBy.get(b)}`]);
     const finalAcks = results.flatMap((r) => r.out).filter((o) => o.ok).map((o) => (o.ok ? o.ackedThrough : 0n));
     expect(finalAcks.every((x) => x <= BigInt(SEQS))).toBe(true);
   }, 180_000);

@@ -101,6 +101,10 @@ export const fleetPage: Page = (root) => {
     performance.mark('fleet-rendered');
   }
 
+  // New devices while many enroll: one reload every 2 s at most, not one per update.
+  let reloadTimer: ReturnType<typeof setTimeout> | undefined;
+  const reloadSoon = () => { reloadTimer ??= setTimeout(() => { reloadTimer = undefined; if (!closed) load().catch((e: unknown) => showError(root, e)); }, 2000); };
+
   const onUpdate = (u: LiveUpdate) => {
     let unknown = false;
     for (const o of u.online) {
@@ -122,12 +126,12 @@ export const fleetPage: Page = (root) => {
       if (r) { r.stored += n; r.cells['stored']!.textContent = String(r.stored); }
     }
     if (u.online.length || u.offline.length) renderSummary();
-    if (unknown) void load(); // a device enrolled after the page loaded
+    if (unknown) reloadSoon(); // a device enrolled after the page loaded
   };
 
   // "Last seen" ticks without any traffic: one pass every 5 s over the visible rows.
   const ticker = setInterval(() => { const now = Date.now(); for (const r of rows.values()) if (!r.tr.hidden) r.cells['seen']!.textContent = fmtAgo(r.lastSeenMs, now); }, 5000);
-  const stop = openLive({}, { update: onUpdate, resync: () => void load(), state: setLiveState });
+  const stop = openLive({}, { update: onUpdate, resync: reloadSoon, state: setLiveState });
   load().catch((e: unknown) => showError(root, e));
-  return () => { closed = true; clearInterval(ticker); stop(); };
+  return () => { closed = true; clearInterval(ticker); if (reloadTimer) clearTimeout(reloadTimer); stop(); };
 };
