@@ -1,5 +1,7 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Fleet, Postgres, TcpProxy, portBase, requireRoot, tcpgen, waitFor } from '../lib/index.js';
+import { Fleet, Mosquitto, Postgres, TcpProxy, portBase, requireMosquitto, requireRoot, tcpgen, waitFor } from '../lib/index.js';
 
 // Scale-out over gRPC (docs/SCALE-OUT.md): two real `bpfleet controller` processes sharing one
 // real PostgreSQL (`--store postgres://...`), the data dir (so the bundle signing key) shared,
@@ -16,18 +18,21 @@ const AGENTS = ['a', 'b', 'c', 'd'];
 let fleet: Fleet | undefined;
 let lb: TcpProxy | undefined;
 let pg: Postgres | undefined;
+let broker: Mosquitto | undefined;
 
 interface DeployDone { ok: boolean; devices: { name: string; deployed: boolean; started: boolean; error?: string }[] }
 
-describe('two controllers sharing PostgreSQL behind a TCP load balancer', () => {
+describe('two controllers sharing PostgreSQL (gRPC behind a TCP balancer; MQTT through one broker)', () => {
   beforeAll(() => requireRoot());
   afterEach(async (ctx) => {
     const failed = ctx.task.result?.state === 'fail';
     if (failed && fleet) console.log(`logs of the failed run (kept in ${fleet.dir}):\n${fleet.logs()}\n--- postgres\n${pg?.log() ?? ''}`);
     await lb?.close();
+    await broker?.stop();
     await fleet?.stop(failed);
     await pg?.stop(failed);
     lb = undefined;
+    broker = undefined;
     fleet = undefined;
     pg = undefined;
   });
@@ -120,5 +125,64 @@ describe('two controllers sharing PostgreSQL behind a TCP load balancer', () => 
     const events = JSON.parse(ev.stdout) as { fields: Record<string, unknown> }[];
     expect(events).toHaveLength(made * AGENTS.length);
     expect(events.every((e) => e.fields['rport'] === port && e.fields['comm'] === 'tcpgen')).toBe(true);
+  }, 300_000);
+
+  it('two controllers + Mosquitto (shared subscription) + PostgreSQL: each event stored once, both controllers store', async () => {
+    requireMosquitto();
+    const base = portBase(8);
+    const [grpc1, admin1, grpc2, admin2, brokerPort, pgPort, port] = [0, 1, 2, 3, 4, 5, 6].map((i) => base + i) as
+      [number, number, number, number, number, number, number];
+    pg = await Postgres.start({ port: pgPort, settings: { fsync: 'off' } });
+    const url = pg.createDatabase('fleet');
+    const sql = (q: string) => pg!.psql('fleet', q).trim();
+    const f = (fleet = new Fleet({ name: 'pg2-mqtt', grpcPort: grpc1, adminPort: admin1 }));
+    const files = path.join(f.dir, 'mosquitto');
+    const pwFile = path.join(f.dir, 'controller-mqtt-password');
+    mkdirSync(f.dir, { recursive: true });
+    writeFileSync(pwFile, 'controller-secret-for-this-test\n', { mode: 0o600 });
+    // The broker's password and ACL files come from the shared database (devices' credential hashes).
+    const mqttFiles = async () => {
+      const r = await f.cli(['mqtt-files', '--store', url, '--out', files, '--controller-password-file', pwFile]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    await mqttFiles();
+    const b = (broker = new Mosquitto({ dir: path.join(f.dir, 'broker'), port: brokerPort, passwordFile: path.join(files, 'passwd'),
+      aclFile: path.join(files, 'acl') }));
+    await b.start();
+    const shared = (id: string) => ['--store', url, '--mqtt', b.url, '--mqtt-password-file', pwFile, '--mqtt-share', 'bpfleet',
+      '--mqtt-client-id', id];
+    await Promise.all([
+      f.startController(shared('ctl-1')),
+      f.startExtraController('c2', { grpc: `127.0.0.1:${grpc2}`, admin: `127.0.0.1:${admin2}`, extra: shared('ctl-2') }),
+    ]);
+    const logs = () => `${f.logs()}\n--- mosquitto\n${b.log()}`;
+    const agents = ['a', 'b'];
+    for (const name of agents) {
+      const p = await f.startAgent(name, { token: await f.token(['lab=mqtt']), extra: ['--name', name, '--transport', 'mqtt', '--mqtt', b.url],
+        wait: false });
+      await waitFor(`agent ${name} enrolled`, () => p.log().includes('enrolled as'), 30_000, logs);
+    }
+    await mqttFiles();
+    b.reload();
+    for (const name of agents) await waitFor(`agent ${name} welcomed`, () => f.agents.get(name)!.log().includes('welcomed'), 60_000, logs);
+    // Over MQTT a command through one controller reaches every agent (through the broker).
+    const dep = await f.cli(['deploy', 'tcpstates', '--to', 'lab=mqtt', '--args', `--rport ${port}`, '--json']);
+    expect(dep.code, dep.stderr + dep.stdout).toBe(0);
+    for (const name of agents) await waitFor(`probe of ${name} running`, () => f.agents.get(name)!.log().includes('ready'), 30_000, logs);
+
+    let made = 0;
+    for (let burst = 0; burst < 3; burst++) {
+      made += (await tcpgen({ port, send: 100, recv: 100, count: 30 })).conns.length * CLIENT_TRANSITIONS;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    const stored = () => Number(sql('SELECT coalesce(sum(count), 0) FROM batches'));
+    await waitFor(`${made} x ${agents.length} stored`, () => stored() === made * agents.length, 60_000, logs);
+    expect(sql(`SELECT count(*) FROM batches x JOIN batches y ON x.stream = y.stream AND x.first_seq < y.first_seq
+      AND y.first_seq < x.first_seq + x.count`)).toBe('0');
+    expect(sql('SELECT count(*) FROM streams WHERE open_gap_records + lost_gap_records > 0 OR stored_records <> next_seq - 1')).toBe('0');
+    const by = sql("SELECT stored_by || '=' || sum(count) FROM batches GROUP BY stored_by ORDER BY stored_by").split('\n');
+    expect(by, 'records stored per controller').toHaveLength(2);
+    console.log(`two controllers + Mosquitto + PostgreSQL: ${made} x ${agents.length} events stored once; by controller ${JSON.stringify(by)}; ` +
+      `duplicates dropped ${sql('SELECT sum(duplicate_records) FROM streams')}`);
   }, 300_000);
 });
