@@ -3,8 +3,8 @@
 # Mounts what the probes need, brings eth0 up by DHCP (QEMU user networking), and keeps the agent
 # running. Settings come from the kernel command line (bpfleet.controller=, bpfleet.token=,
 # bpfleet.name=, bpfleet.board=, bpfleet.traffic=SECS, bpfleet.node_options=--a,--b,
-# bpfleet.dev_probes=1), or from /etc/bpfleet/agent.conf (same
-# names without the "bpfleet." prefix, sourced as shell) when present.
+# bpfleet.dev_probes=1, bpfleet.transport=grpc|mqtt, bpfleet.mqtt=mqtt://H:P), or from
+# /etc/bpfleet/agent.conf (same names without the "bpfleet." prefix, sourced as shell) when present.
 # Console lines starting with BPFLEET- are read by the host (boards/src/qemu-board.ts).
 /bin/busybox mkdir -p /dev /proc /sys
 /bin/busybox mount -t devtmpfs devtmpfs /dev 2>/dev/null
@@ -21,7 +21,7 @@ ip link set lo up
 while read -r m; do insmod "$m" || echo "BPFLEET-WARN insmod $m failed"; done </bpfleet/modules
 dmesg -n 1
 
-controller="" token="" name="" board="" traffic=0 dev_probes=0
+controller="" token="" name="" board="" traffic=0 dev_probes=0 transport=grpc mqtt=""
 for w in $(cat /proc/cmdline); do
   case $w in
     bpfleet.controller=*) controller=${w#*=} ;;
@@ -29,6 +29,8 @@ for w in $(cat /proc/cmdline); do
     bpfleet.name=*) name=${w#*=} ;;
     bpfleet.board=*) board=${w#*=} ;;
     bpfleet.traffic=*) traffic=${w#*=} ;;
+    bpfleet.transport=*) transport=${w#*=} ;;
+    bpfleet.mqtt=*) mqtt=${w#*=} ;;
     bpfleet.dev_probes=1) dev_probes=1 ;;
     bpfleet.node_options=*) NODE_OPTIONS=$(echo "${w#*=}" | tr ',' ' '); export NODE_OPTIONS ;;
   esac
@@ -72,6 +74,12 @@ set -- --controller "$controller" --data-dir /var/lib/bpfleet
 [ -n "$board" ] && set -- "$@" --board "$board"
 [ -n "$name" ] && set -- "$@" --name "$name"
 [ -n "$token" ] && set -- "$@" --enroll-token "$token"
+# Enrollment is always gRPC at $controller; with transport mqtt the session then goes to the broker.
+if [ "$transport" = mqtt ]; then
+  [ -z "$mqtt" ] && echo "BPFLEET-WARN bpfleet.transport=mqtt without bpfleet.mqtt=mqtt://HOST:PORT: the agent will refuse to start"
+  set -- "$@" --transport mqtt ${mqtt:+--mqtt "$mqtt"}
+fi
+echo "BPFLEET-TRANSPORT $transport${mqtt:+ $mqtt}"
 while :; do
   echo "BPFLEET-AGENT-START uptime=$(cut -d' ' -f1 /proc/uptime)"
   /opt/bpfleet/bpfleet-agent "$@" &

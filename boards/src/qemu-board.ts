@@ -16,8 +16,12 @@ export interface BoardRecord {
   profile: string;
   arch: string;
   pid: number;
-  /** The controller address as the guest dials it. */
+  /** The controller address as the guest dials it (enrollment; the session too with grpc). */
   controller: string;
+  /** The agent's session transport (absent in records of older versions: grpc). */
+  transport?: BoardTransport;
+  /** With transport mqtt: the broker URL as the guest dials it. */
+  mqtt?: string;
   image: string;
   console: string;
   startedAtMs: number;
@@ -43,6 +47,46 @@ export function guestControllerAddress(hostPort: string): string {
   return `${loopback ? HOST_FROM_GUEST : host}:${m[2]}`;
 }
 
+export type BoardTransport = BoardProfile['transport'];
+
+/** Port of the controller's embedded broker when it runs with plain `--mqtt embedded`. */
+export const DEFAULT_MQTT_PORT = 1883;
+
+const MQTT_URL = /^(mqtts?):\/\/([^\s/]+):(\d{1,5})\/?$/;
+
+/** mqtt://HOST:PORT as the guest must dial it: loopback hosts become the QEMU host alias. */
+export function guestMqttUrl(url: string): string {
+  const m = MQTT_URL.exec(url);
+  if (!m) throw new Error(`--mqtt ${url}: expected mqtt://HOST:PORT`);
+  if (m[1] === 'mqtts') throw new Error(`--mqtt ${url}: emulated boards take mqtt:// only (an mqtts:// broker's CA would have to be in the image)`);
+  return `mqtt://${guestControllerAddress(`${m[2]}:${m[3]}`)}`;
+}
+
+export interface TransportChoice {
+  transport: BoardTransport;
+  /** With mqtt: the broker URL as this machine names it (guestMqttUrl makes the guest's). */
+  mqtt?: string;
+}
+
+/**
+ * The session transport of a board: --transport, else the profile's `transport`; --mqtt alone
+ * means mqtt. With mqtt the broker defaults to the embedded broker's default port on the
+ * controller's host (enrollment always goes to the controller's gRPC address).
+ */
+export function chooseTransport(profile: BoardProfile, opts: { transport?: string; mqtt?: string; controller: string }): TransportChoice {
+  const t = opts.transport ?? (opts.mqtt !== undefined ? 'mqtt' : profile.transport);
+  if (t !== 'grpc' && t !== 'mqtt') throw new Error(`--transport ${t}: expected grpc or mqtt`);
+  if (t === 'grpc') {
+    if (opts.mqtt !== undefined) throw new Error(`--mqtt ${opts.mqtt} is for --transport mqtt`);
+    return { transport: 'grpc' };
+  }
+  const host = /^(.*):\d{1,5}$/.exec(opts.controller)?.[1];
+  if (!host) throw new Error(`--controller ${opts.controller}: expected HOST:PORT`);
+  const url = opts.mqtt ?? `mqtt://${host}:${DEFAULT_MQTT_PORT}`;
+  if (!MQTT_URL.test(url)) throw new Error(`--mqtt ${url}: expected mqtt://HOST:PORT or mqtts://HOST:PORT`);
+  return { transport: 'mqtt', mqtt: url };
+}
+
 const QEMU_BIN: Record<string, string> = { arm64: 'qemu-system-aarch64', arm: 'qemu-system-arm' };
 
 export function qemuArgs(profile: BoardProfile, image: BoardImage, append: string, consoleFile: string): string[] {
@@ -64,20 +108,47 @@ export interface StartOptions {
   traffic?: number;
   /** Node.js options for the agent (NODE_OPTIONS on the board). */
   nodeOptions?: string[];
+  /** Session transport (default the profile's); with mqtt, the broker as this machine names it. */
+  transport?: BoardTransport;
+  mqtt?: string;
   env?: NodeJS.ProcessEnv;
 }
 
 const SAFE_WORD = /^[A-Za-z0-9._:@+=/-]+$/;
+
+/**
+ * The kernel command line of a board: console, init, and the agent's settings that image/init.sh
+ * reads (bpfleet.*). Addresses are the guest's (10.0.2.2 for the host's loopback). The transport
+ * is a boot-time setting, so one image serves gRPC and MQTT boards.
+ */
+export function bootAppend(profile: BoardProfile, opts: StartOptions): { append: string; controller: string; transport: BoardTransport; mqtt?: string } {
+  const controller = guestControllerAddress(opts.controller);
+  const transport = opts.transport ?? profile.transport;
+  if (transport === 'mqtt' && opts.mqtt === undefined) throw new Error(`board ${opts.name}: transport mqtt needs the broker URL (--mqtt mqtt://HOST:PORT)`);
+  if (transport === 'grpc' && opts.mqtt !== undefined) throw new Error(`board ${opts.name}: --mqtt ${opts.mqtt} is for transport mqtt`);
+  const mqtt = transport === 'mqtt' ? guestMqttUrl(opts.mqtt!) : undefined;
+  for (const [what, v] of [['name', opts.name], ['token', opts.token ?? 'x'], ['controller', controller], ['node option', opts.nodeOptions?.join(',') || 'x'],
+    ['MQTT broker', mqtt ?? 'x']] as const) {
+    if (!SAFE_WORD.test(v)) throw new Error(`board ${what} "${v}" cannot go on a kernel command line (letters, digits and ._:@+=/- only)`);
+  }
+  const append = [
+    'console=ttyAMA0', 'rdinit=/init', 'panic=-1', 'loglevel=4',
+    `bpfleet.controller=${controller}`, `bpfleet.name=${opts.name}`, `bpfleet.board=${profile.name}`,
+    ...(opts.token ? [`bpfleet.token=${opts.token}`] : []),
+    ...(opts.traffic ? [`bpfleet.traffic=${opts.traffic}`] : []),
+    ...(opts.nodeOptions?.length ? [`bpfleet.node_options=${opts.nodeOptions.join(',')}`] : []),
+    `bpfleet.transport=${transport}`,
+    ...(mqtt ? [`bpfleet.mqtt=${mqtt}`] : []),
+  ].join(' ');
+  return { append, controller, transport, ...(mqtt ? { mqtt } : {}) };
+}
 
 /** Boots one board detached; returns its record at once (see waitEnrolled). */
 export function startBoard(profile: BoardProfile, image: BoardImage, opts: StartOptions): BoardRecord {
   const env = opts.env ?? process.env;
   const bin = QEMU_BIN[profile.arch];
   if (!bin) throw new Error(`no QEMU for arch ${profile.arch}`);
-  const controller = guestControllerAddress(opts.controller);
-  for (const [what, v] of [['name', opts.name], ['token', opts.token ?? 'x'], ['controller', controller], ['node option', opts.nodeOptions?.join(',') || 'x']] as const) {
-    if (!SAFE_WORD.test(v)) throw new Error(`board ${what} "${v}" cannot go on a kernel command line (letters, digits and ._:@+=/- only)`);
-  }
+  const { append, controller, transport, mqtt } = bootAppend(profile, opts);
   const dir = path.join(boardsDir(env), opts.name);
   const existing = readRecord(dir);
   if (existing && isAlive(existing.pid)) throw new Error(`board ${opts.name} is already running (QEMU pid ${existing.pid}); bpfleet board down ${opts.name} first`);
@@ -85,20 +156,14 @@ export function startBoard(profile: BoardProfile, image: BoardImage, opts: Start
   mkdirSync(dir, { recursive: true });
   const consoleFile = path.join(dir, 'console.log');
   writeFileSync(consoleFile, '');
-  const append = [
-    'console=ttyAMA0', 'rdinit=/init', 'panic=-1', 'loglevel=4',
-    `bpfleet.controller=${controller}`, `bpfleet.name=${opts.name}`, `bpfleet.board=${profile.name}`,
-    ...(opts.token ? [`bpfleet.token=${opts.token}`] : []),
-    ...(opts.traffic ? [`bpfleet.traffic=${opts.traffic}`] : []),
-    ...(opts.nodeOptions?.length ? [`bpfleet.node_options=${opts.nodeOptions.join(',')}`] : []),
-  ].join(' ');
   const out = openSync(path.join(dir, 'qemu.log'), 'a');
   const child = spawn(bin, qemuArgs(profile, image, append, consoleFile), { detached: true, stdio: ['ignore', out, out] });
   closeSync(out);
   if (child.pid === undefined) throw new Error(`cannot start ${bin}: install it with apt-get install qemu-system-arm`);
   child.unref();
   const rec: BoardRecord = {
-    name: opts.name, profile: profile.name, arch: profile.arch, pid: child.pid, controller, image: image.dir, console: consoleFile, startedAtMs: Date.now(),
+    name: opts.name, profile: profile.name, arch: profile.arch, pid: child.pid, controller, transport, ...(mqtt ? { mqtt } : {}),
+    image: image.dir, console: consoleFile, startedAtMs: Date.now(),
   };
   writeFileSync(path.join(dir, 'board.json'), JSON.stringify(rec, null, 2) + '\n');
   return rec;

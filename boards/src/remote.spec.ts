@@ -62,4 +62,19 @@ describe('installing the agent on real boards', () => {
     expect(ssh.calls()[0]!.slice(-4)).toEqual(['-p', '2222', 'root@10.1.2.3', 'uname -m']);
     expect(() => new SshShell('root@host; rm -rf /')).toThrow(/expected \[user@\]host/);
   });
+
+  it('starts the agent with --transport mqtt --mqtt URL when asked, never with a loopback broker', async () => {
+    const ssh = fake('ssh-mqtt', 'aarch64');
+    const scp = fake('scp-mqtt', '');
+    const shell = new SshShell('root@10.1.2.3', 22, { ssh: ssh.bin, scp: scp.bin });
+    const rt = { ...runtime, arch: 'arm64', tarball: '/c/arm64.tar.gz' };
+    await installAgent(shell, loadProfile('dayu200'), rt, { controller: '10.1.2.1:7474', name: 'd-1', token: 'tok', transport: 'mqtt', mqtt: 'mqtt://10.1.2.1:1883' });
+    const start = ssh.calls().at(-1)!.join(' ');
+    expect(start).toContain("'--controller' '10.1.2.1:7474'");
+    expect(start).toContain("'--enroll-token' 'tok' '--transport' 'mqtt' '--mqtt' 'mqtt://10.1.2.1:1883'");
+    await installAgent(shell, loadProfile('dayu200'), rt, { controller: '10.1.2.1:7474', name: 'd-1', transport: 'grpc' });
+    expect(ssh.calls().at(-1)!.join(' ')).not.toContain('--transport');
+    await expect(installAgent(shell, loadProfile('dayu200'), rt, { controller: '10.1.2.1:7474', name: 'd-1', transport: 'mqtt', mqtt: 'mqtt://127.0.0.1:1883' }))
+      .rejects.toThrow(/not this machine's loopback/);
+  });
 });

@@ -65,6 +65,9 @@ export interface InstallOptions {
   name: string;
   /** Overrides the profile's installDir. */
   installDir?: string;
+  /** Session transport (default grpc; enrollment is gRPC at `controller` either way) and, with mqtt, the broker URL. */
+  transport?: 'grpc' | 'mqtt';
+  mqtt?: string;
 }
 
 export interface InstallResult {
@@ -85,6 +88,10 @@ export async function installAgent(shell: RemoteShell, profile: BoardProfile, ru
   if (/^(127\.|localhost:|\[::1\])/.test(opts.controller)) {
     throw new Error(`--controller ${opts.controller} is this machine's loopback, which ${shell.describe} cannot reach: give an address of this machine the board can reach`);
   }
+  if (opts.transport === 'mqtt' && (opts.mqtt === undefined || /^mqtts?:\/\/(127\.|localhost:|\[::1\])/.test(opts.mqtt))) {
+    throw new Error(`--mqtt ${opts.mqtt ?? '(none)'}: give the broker as an mqtt://HOST:PORT the board can reach, not this machine's loopback`);
+  }
+  if (opts.mqtt?.startsWith('mqtts:')) throw new Error(`--mqtt ${opts.mqtt}: mqtts:// needs the broker's CA on the board, which installAgent does not copy yet; use mqtt:// or gRPC with TLS`);
   const dir = opts.installDir ?? profile.installDir;
   const machine = (await shell.exec('uname -m')).trim();
   if (!MACHINES[profile.arch]?.test(machine)) {
@@ -97,7 +104,8 @@ export async function installAgent(shell: RemoteShell, profile: BoardProfile, ru
     .then(expectOk(shell, 'unpacking the runtime'));
   const home = `${dir}/${runtime.arch}`;
   const log = `${dir}/agent.log`;
-  const args = ['--controller', opts.controller, '--data-dir', `${dir}/data`, '--board', profile.name, '--name', opts.name, ...(opts.token ? ['--enroll-token', opts.token] : [])];
+  const args = ['--controller', opts.controller, '--data-dir', `${dir}/data`, '--board', profile.name, '--name', opts.name, ...(opts.token ? ['--enroll-token', opts.token] : []),
+    ...(opts.transport === 'mqtt' ? ['--transport', 'mqtt', '--mqtt', opts.mqtt!] : [])];
   const out = await shell.exec(`cd / && nohup ${shq(`${home}/bpfleet-agent`)} ${args.map(shq).join(' ')} >${shq(log)} 2>&1 </dev/null & echo BPFLEET-PID $!`);
   const pid = Number(/BPFLEET-PID (\d+)/.exec(out)?.[1]);
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${shell.describe}: starting the agent printed no pid: ${out.trim()}`);

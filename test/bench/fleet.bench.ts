@@ -4,7 +4,7 @@
 // per-device rate with --baseline-devices devices (default 100) against a fresh controller.
 //
 //   npx tsx test/bench/fleet.bench.ts [--devices 1000] [--rate 100] [--seconds 60] [--baseline-devices 100]
-//        [--processes 2] [--transport grpc,mqtt] [--cpu-prof DIR] [--json]
+//        [--processes 2] [--transport grpc,mqtt] [--spool-sync interval|always|none] [--cpu-prof DIR] [--json]
 //
 // Per run it prints: events/s stored, loss per stage (ring buffer and spool from the sim's
 // counters and the controller's stats API; transport; store gaps, duplicates and rejections),
@@ -27,7 +27,7 @@ const { values: opt } = parseArgs({
     devices: { type: 'string', default: '1000' }, rate: { type: 'string', default: '100' }, seconds: { type: 'string', default: '60' },
     'baseline-devices': { type: 'string', default: '100' }, processes: { type: 'string', default: '2' },
     transport: { type: 'string', default: 'grpc,mqtt' }, 'cpu-prof': { type: 'string' }, json: { type: 'boolean', default: false },
-    'drain-seconds': { type: 'string', default: '120' },
+    'drain-seconds': { type: 'string', default: '120' }, 'spool-sync': { type: 'string', default: 'interval' },
   },
 });
 
@@ -103,7 +103,7 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
     const sim = f.spawn(CLI, ['sim', '--devices', String(devices), '--rate', String(rate), '--seconds', String(seconds),
       '--processes', opt.processes, '--controller', f.grpc, '--transport', transport,
       ...(transport === 'mqtt' ? ['--mqtt', `mqtt://127.0.0.1:${mqttPort}`] : []),
-      '--data-dir', path.join(f.dir, 'sim'), '--drain-seconds', opt['drain-seconds'], '--json']);
+      '--data-dir', path.join(f.dir, 'sim'), '--drain-seconds', opt['drain-seconds'], '--spool-sync', opt['spool-sync'], '--json']);
     // Controller CPU while the devices emit: from the deploy to the last run end.
     let emitStart: { at: number; cpu: number } | undefined, emitEnd: { at: number; cpu: number } | undefined;
     let rss = 0;
@@ -195,7 +195,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return;
   }
-  process.stdout.write(`\nFleet benchmark: ${rate} events/s per device, runs of ${seconds} s, ${opt.processes} sim processes; baseline ${baseDevices} devices\n\n`);
+  process.stdout.write(`\nFleet benchmark: ${rate} events/s per device, runs of ${seconds} s, ${opt.processes} sim processes, agent spools fsync ${opt['spool-sync']}; baseline ${baseDevices} devices\n\n`);
   printTable(rows);
   for (const r of rows) {
     if (!r.profile) continue;

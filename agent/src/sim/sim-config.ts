@@ -22,6 +22,7 @@ Probes start when the controller deploys them (bpfleet sim does that for you).
   --recording F         --machine capture to replay (default test/fixtures/recorded/tcpstates.machine)
   --manifest F          its manifest (default bpf/out/x86_64/<probe>.manifest.json)
   --spool-max-bytes B   per device (default 16 MiB)
+  --spool-sync P        the spool's fsync policy: interval (the agent's default), always or none
   --drain-seconds S     after the runs end, wait this long at most for every ack (default 60)
   --start-seconds S     wait this long at most for every device to connect, and for every run to start (default 180)
   --json                JSON lines on stdout ({"type":"connected"}, {"type":"result"}); the table goes to stderr
@@ -41,6 +42,7 @@ export interface SimArgs {
   recording: string;
   manifest?: string;
   spoolMaxBytes: number;
+  spoolSync: 'always' | 'interval' | 'none';
   drainSeconds: number;
   startSeconds: number;
   json: boolean;
@@ -68,7 +70,7 @@ export function parseSimArgs(argv: string[], repoRoot: string): SimArgs {
         devices: { type: 'string' }, rate: { type: 'string' }, processes: { type: 'string' }, seconds: { type: 'string' },
         transport: { type: 'string' }, mqtt: { type: 'string' }, controller: { type: 'string' }, 'data-dir': { type: 'string' },
         'tokens-file': { type: 'string' }, 'name-prefix': { type: 'string' }, recording: { type: 'string' }, manifest: { type: 'string' },
-        'spool-max-bytes': { type: 'string' }, 'drain-seconds': { type: 'string' }, 'start-seconds': { type: 'string' },
+        'spool-max-bytes': { type: 'string' }, 'spool-sync': { type: 'string' }, 'drain-seconds': { type: 'string' }, 'start-seconds': { type: 'string' },
         json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -79,6 +81,8 @@ export function parseSimArgs(argv: string[], repoRoot: string): SimArgs {
   const devices = Math.floor(num(values.devices, 'devices', 10, 1));
   const transport = values.transport ?? 'grpc';
   if (transport !== 'grpc' && transport !== 'mqtt') throw new SimUsageError(`--transport is grpc or mqtt, not '${transport}'`);
+  const spoolSync = values['spool-sync'] ?? 'interval';
+  if (spoolSync !== 'always' && spoolSync !== 'interval' && spoolSync !== 'none') throw new SimUsageError(`--spool-sync is always, interval or none, not '${spoolSync}'`);
   if (!help && values['data-dir'] === undefined) throw new SimUsageError('--data-dir is required');
   return {
     devices,
@@ -94,6 +98,7 @@ export function parseSimArgs(argv: string[], repoRoot: string): SimArgs {
     recording: values.recording ?? path.join(repoRoot, 'test', 'fixtures', 'recorded', 'tcpstates.machine'),
     ...(values.manifest !== undefined ? { manifest: values.manifest } : {}),
     spoolMaxBytes: Math.floor(num(values['spool-max-bytes'], 'spool-max-bytes', 16 << 20, 64 * 1024)),
+    spoolSync,
     drainSeconds: num(values['drain-seconds'], 'drain-seconds', 60, 0),
     startSeconds: num(values['start-seconds'], 'start-seconds', 180, 1),
     json: values.json === true,

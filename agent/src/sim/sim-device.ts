@@ -26,6 +26,8 @@ export interface SimLinkOptions {
   /** mqtt://HOST:PORT, for transport mqtt. */
   mqttUrl?: string;
   spoolMaxBytes: number;
+  /** The spool's fsync policy (default: the agent's, 'interval'). */
+  spoolSync?: 'always' | 'interval' | 'none';
 }
 
 /** What a device adds to its worker's totals. */
@@ -69,7 +71,7 @@ export class SimDevice {
       log,
     );
     this.deviceId = identity.deviceId;
-    const spool = await Spool.open({ dir: paths.spool, maxBytes: link.spoolMaxBytes, log });
+    const spool = await Spool.open({ dir: paths.spool, maxBytes: link.spoolMaxBytes, ...(link.spoolSync ? { sync: link.spoolSync } : {}), log });
     this.spool = spool;
     this.countSpool(spool);
     const transport: Transport = link.transport === 'mqtt'

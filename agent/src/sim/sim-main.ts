@@ -95,7 +95,7 @@ export async function runSim(args: SimArgs, io: { stdout: NodeJS.WritableStream;
     const start: WorkerStart = {
       type: 'start', worker: w, rate: args.rate, durationMs: args.seconds * 1000, recording: args.recording, manifest,
       logFile: workerLogFile(args.dataDir, w),
-      link: { controller: args.controller, transport: args.transport, ...(args.mqttUrl ? { mqttUrl: args.mqttUrl } : {}), spoolMaxBytes: args.spoolMaxBytes },
+      link: { controller: args.controller, transport: args.transport, ...(args.mqttUrl ? { mqttUrl: args.mqttUrl } : {}), spoolMaxBytes: args.spoolMaxBytes, spoolSync: args.spoolSync },
       devices: indexes.map((i) => ({ index: i, name: deviceName(args.namePrefix, i), dataDir: path.join(args.dataDir, `dev-${String(i).padStart(4, '0')}`),
         ...(tokens[i] !== undefined ? { token: tokens[i] } : {}) })),
     };

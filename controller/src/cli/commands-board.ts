@@ -2,8 +2,8 @@
 // installing the agent on real boards over ssh or OpenHarmony's hdc. The work is in @bpfleet/boards.
 import cliProgress from 'cli-progress';
 import {
-  HdcShell, SshShell, buildImage, ensureRuntime, installAgent, listBoards, listProfiles, loadProfile, startBoard, stopBoard, waitEnrolled,
-  type BoardProfile, type BoardStatus, type Progress, type RemoteShell,
+  HdcShell, SshShell, buildImage, chooseTransport, ensureRuntime, guestMqttUrl, installAgent, listBoards, listProfiles, loadProfile, startBoard, stopBoard, waitEnrolled,
+  type BoardProfile, type BoardRecord, type BoardStatus, type Progress, type RemoteShell, type TransportChoice,
 } from '@bpfleet/boards';
 import { CliError } from './admin-client.js';
 import { str, type Command, type RunContext } from './command.js';
@@ -115,13 +115,19 @@ async function createToken(ctx: RunContext, profile: BoardProfile): Promise<stri
 export const boardUpCommand: Command = {
   name: 'board up',
   summary: 'boot emulated boards (or install the agent on a real one) that enroll with the controller',
-  help: `Usage: bpfleet board up <profile> [--count N] [--controller HOST:PORT] [--token T] [--json]
+  help: `Usage: bpfleet board up <profile> [--count N] [--controller HOST:PORT] [--token T]
+                             [--transport grpc|mqtt] [--mqtt mqtt://HOST:PORT] [--json]
        bpfleet board up <profile> --ssh USER@HOST [--port 22] --controller HOST:PORT [--name N]
        bpfleet board up <profile> --hdc [SERIAL] --controller HOST:PORT [--name N]
 
   --count N            boot N boards, named <profile>-1..N (qemu profiles; default 1)
   --controller H:P     the controller's gRPC address (default 127.0.0.1:7474; loopback is
                        reached from a QEMU guest as 10.0.2.2)
+  --transport T        the agent's session transport, grpc or mqtt (default: the profile's
+                       "transport"); enrollment always goes to --controller over gRPC
+  --mqtt URL           the broker with --transport mqtt (implies it): mqtt://HOST:PORT, default
+                       mqtt://<controller host>:1883 (the embedded broker of
+                       \`bpfleet controller --mqtt embedded\`); loopback is 10.0.2.2 in a guest
   --token T            one-time enrollment token (one board only); otherwise one is created per
                        board through the admin API, with labels board=<profile>,arch=<arch>
   --traffic SECS       emulated boards make a loopback TCP connection (port 7777) every SECS
@@ -133,7 +139,7 @@ export const boardUpCommand: Command = {
 Boards keep running after this command; \`bpfleet board down\` stops them.`,
   options: {
     count: { type: 'string' }, controller: { type: 'string' }, traffic: { type: 'string' }, timeout: { type: 'string' },
-    'no-wait': { type: 'boolean' }, 'node-options': { type: 'string' }, ssh: { type: 'string' }, port: { type: 'string' }, hdc: { type: 'boolean' }, name: { type: 'string' },
+    'no-wait': { type: 'boolean' }, 'node-options': { type: 'string' }, transport: { type: 'string' }, mqtt: { type: 'string' }, ssh: { type: 'string' }, port: { type: 'string' }, hdc: { type: 'boolean' }, name: { type: 'string' },
   },
   positionals: [1, 2],
   async run(ctx) {
@@ -147,9 +153,16 @@ Boards keep running after this command; \`bpfleet board down\` stops them.`,
     };
     const controller = str(ctx.values, 'controller') ?? '127.0.0.1:7474';
     if (!/^[^\s:]+:\d{1,5}$/.test(controller)) throw new CliError(`--controller ${controller}: expected HOST:PORT`, 2);
+    let transport: TransportChoice;
+    try {
+      transport = chooseTransport(profile, { transport: str(ctx.values, 'transport'), mqtt: str(ctx.values, 'mqtt'), controller });
+      if (profile.access.kind === 'qemu' && transport.mqtt) guestMqttUrl(transport.mqtt); // checked before building anything
+    } catch (err) {
+      throw new CliError((err as Error).message, 2);
+    }
     const ssh = str(ctx.values, 'ssh');
     const hdc = ctx.values['hdc'] === true;
-    if (ssh !== undefined || hdc) return remoteUp(ctx, profile, controller, ssh, hdc ? (ctx.positionals[1] ?? '') : undefined);
+    if (ssh !== undefined || hdc) return remoteUp(ctx, profile, controller, transport, ssh, hdc ? (ctx.positionals[1] ?? '') : undefined);
     if (ctx.positionals.length > 1) throw new CliError(`unexpected argument "${ctx.positionals[1]}"`, 2);
     if (profile.access.kind !== 'qemu') {
       throw new CliError(`profile ${profile.name} is a real board: give --ssh USER@HOST or --hdc [SERIAL] (or boot its emulated stand-in, e.g. qemu-${profile.name.replace(/dv300$/, '')})`, 2);
@@ -164,20 +177,22 @@ Boards keep running after this command; \`bpfleet board down\` stops them.`,
     let image;
     try { image = await buildImage(profile, { progress: p.progress }); } catch (err) { throw new CliError(`image ${profile.name}: ${(err as Error).message}`); } finally { p.stop(); }
     const names = Array.from({ length: count }, (_, i) => `${profile.name}-${i + 1}`);
-    const records = [];
+    const records: BoardRecord[] = [];
     for (const name of names) {
       const tok = token ?? await createToken(ctx, profile);
       try {
         const nodeOptions = (str(ctx.values, 'node-options') ?? '').split(/[\s,]+/).filter(Boolean);
-        records.push(startBoard(profile, image, { name, controller, token: tok, traffic, nodeOptions, env: ctx.io.env }));
+        records.push(startBoard(profile, image, { name, controller, token: tok, traffic, nodeOptions, ...transport, env: ctx.io.env }));
       } catch (err) {
         throw new CliError((err as Error).message);
       }
     }
-    if (!ctx.values['json']) ctx.err(`booting ${count} x ${profile.name} (${image.kernel.release}, ${formatBytes(image.initrdBytes)} initramfs); QEMU pids ${records.map((r) => r.pid).join(' ')}\n`);
-    const results: { name: string; pid: number; enrolledAfterMs?: number; error?: string }[] = [];
+    const via = transport.transport === 'mqtt' ? `MQTT ${records[0]!.mqtt} (enrolling at ${records[0]!.controller})` : `gRPC ${records[0]!.controller}`;
+    if (!ctx.values['json']) ctx.err(`booting ${count} x ${profile.name} (${image.kernel.release}, ${formatBytes(image.initrdBytes)} initramfs), agents over ${via}; QEMU pids ${records.map((r) => r.pid).join(' ')}\n`);
+    const results: { name: string; pid: number; transport: string; mqtt?: string; enrolledAfterMs?: number; error?: string }[] = [];
+    const row = (r: BoardRecord) => ({ name: r.name, pid: r.pid, transport: transport.transport, ...(r.mqtt ? { mqtt: r.mqtt } : {}) });
     if (ctx.values['no-wait']) {
-      results.push(...records.map((r) => ({ name: r.name, pid: r.pid })));
+      results.push(...records.map(row));
     } else {
       const bar = ctx.io.stderr.isTTY && !ctx.values['json']
         ? new cliProgress.SingleBar({ stream: ctx.io.stderr as NodeJS.WriteStream, format: 'boot [{bar}] {value}/{total} enrolled {last}', hideCursor: true, clearOnComplete: true },
@@ -188,11 +203,11 @@ Boards keep running after this command; \`bpfleet board down\` stops them.`,
       await Promise.all(records.map(async (r) => {
         try {
           const ms = await waitEnrolled(r, timeoutMs);
-          results.push({ name: r.name, pid: r.pid, enrolledAfterMs: ms });
+          results.push({ ...row(r), enrolledAfterMs: ms });
           bar?.update(++done, { last: `${r.name} ${formatDuration(ms)}` });
           if (!bar && !ctx.values['json']) ctx.err(`${r.name}: enrolled ${(ms / 1000).toFixed(1)} s after boot\n`);
         } catch (err) {
-          results.push({ name: r.name, pid: r.pid, error: (err as Error).message });
+          results.push({ ...row(r), error: (err as Error).message });
         }
       }));
       bar?.stop();
@@ -204,6 +219,7 @@ Boards keep running after this command; \`bpfleet board down\` stops them.`,
       ctx.out(renderTable(results, [
         { header: 'BOARD', value: (r) => r.name },
         { header: 'QEMU PID', value: (r) => String(r.pid), right: true },
+        { header: 'TRANSPORT', value: (r) => r.transport },
         { header: 'BOOT-TO-ENROLLED', value: (r) => (r.enrolledAfterMs !== undefined ? `${(r.enrolledAfterMs / 1000).toFixed(1)}s` : ctx.values['no-wait'] ? 'not waited' : 'FAILED'), right: true },
       ]));
       for (const r of results) if (r.error) ctx.err(`${r.error}\n`);
@@ -212,7 +228,8 @@ Boards keep running after this command; \`bpfleet board down\` stops them.`,
   },
 };
 
-async function remoteUp(ctx: RunContext, profile: BoardProfile, controller: string, ssh: string | undefined, hdcSerial: string | undefined): Promise<number> {
+async function remoteUp(ctx: RunContext, profile: BoardProfile, controller: string, transport: TransportChoice, ssh: string | undefined,
+  hdcSerial: string | undefined): Promise<number> {
   if (profile.access.kind === 'qemu') throw new CliError(`profile ${profile.name} is an emulated board; --ssh / --hdc are for real boards (dayu200, hi3516dv300)`, 2);
   if (str(ctx.values, 'controller') === undefined) throw new CliError('--controller HOST:PORT is required for a real board: an address of the controller the board can reach', 2);
   let shell: RemoteShell;
@@ -228,9 +245,9 @@ async function remoteUp(ctx: RunContext, profile: BoardProfile, controller: stri
   const token = str(ctx.values, 'token') ?? await createToken(ctx, profile);
   if (!ctx.values['json']) ctx.err(`installing the agent runtime (${formatBytes(runtime.compressedBytes)}) through ${shell.describe}\n`);
   try {
-    const r = await installAgent(shell, profile, runtime, { controller, token, name });
-    if (ctx.values['json']) ctx.json({ name, ...r });
-    else ctx.out(`${name}: agent started on ${shell.describe} (${r.machine}, pid ${r.pid}) from ${r.installDir}; log ${r.log}\n`);
+    const r = await installAgent(shell, profile, runtime, { controller, token, name, ...transport });
+    if (ctx.values['json']) ctx.json({ name, ...transport, ...r });
+    else ctx.out(`${name}: agent started on ${shell.describe} (${r.machine}, pid ${r.pid}) from ${r.installDir}, over ${transport.mqtt ?? 'gRPC'}; log ${r.log}\n`);
     return 0;
   } catch (err) {
     throw new CliError((err as Error).message);
@@ -254,6 +271,7 @@ export const boardListCommand: Command = {
       { header: 'STATE', value: (b) => (b.running ? 'running' : 'stopped') },
       { header: 'QEMU PID', value: (b) => String(b.pid), right: true },
       { header: 'DEVICE', value: (b) => b.deviceId },
+      { header: 'TRANSPORT', value: (b) => (b.transport === 'mqtt' ? `mqtt ${b.mqtt ?? ''}`.trim() : b.transport ?? 'grpc') },
       { header: 'ENROLLED AFTER', value: (b) => (b.enrolledAfterMs !== undefined ? `${(b.enrolledAfterMs / 1000).toFixed(1)}s` : undefined), right: true },
       { header: 'AGENT RSS', value: rssText, right: true },
       { header: 'UP', value: (b) => formatDuration(ctx.io.now() - b.startedAtMs), right: true },

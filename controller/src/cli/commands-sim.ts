@@ -90,6 +90,7 @@ export const simCommand: Command = {
   --data-dir DIR      device directories; reused on the next run (default: a temporary one, removed)
   --drain-seconds S   wait this long at most for every event to be acknowledged (default 60)
   --spool-max-bytes B per device spool bound (default 16 MiB)
+  --spool-sync P      spool fsync policy: interval (the agent's default), always, none
   --probe NAME        probe to deploy and replay (default tcpstates)
   --deploy-wave N     devices per deploy request (default 50)
 Once every device is connected the probe is deployed and started on all of them (label sim=<tag>),
@@ -100,7 +101,7 @@ admin API token, as for every command.`,
   options: {
     devices: { type: 'string' }, rate: { type: 'string' }, processes: { type: 'string' }, transport: { type: 'string' },
     mqtt: { type: 'string' }, controller: { type: 'string' }, seconds: { type: 'string' }, 'data-dir': { type: 'string' },
-    'drain-seconds': { type: 'string' }, 'spool-max-bytes': { type: 'string' }, probe: { type: 'string' },
+    'drain-seconds': { type: 'string' }, 'spool-max-bytes': { type: 'string' }, 'spool-sync': { type: 'string' }, probe: { type: 'string' },
     'deploy-wave': { type: 'string' },
   },
   positionals: [0, 0],
@@ -117,7 +118,7 @@ admin API token, as for every command.`,
       const pass = (k: string): string[] => (str(ctx.values, k) !== undefined ? [`--${k}`, str(ctx.values, k)!] : []);
       const argv = [SIM_BIN, '--devices', String(devices), '--data-dir', dataDir, '--tokens-file', tokensFile, '--name-prefix', `${tag}-`,
         '--recording', path.join(repoRoot, 'test', 'fixtures', 'recorded', `${probe}.machine`), '--json',
-        ...['rate', 'processes', 'transport', 'mqtt', 'controller', 'seconds', 'drain-seconds', 'spool-max-bytes'].flatMap(pass)];
+        ...['rate', 'processes', 'transport', 'mqtt', 'controller', 'seconds', 'drain-seconds', 'spool-max-bytes', 'spool-sync'].flatMap(pass)];
       const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
       const forward = (sig: NodeJS.Signals): void => void child.kill(sig);
       process.on('SIGINT', forward);

@@ -470,7 +470,9 @@ describe('backpressure', () => {
       files: [{ path: 'blob', content: Buffer.alloc(1 << 20), sha256: '0'.repeat(64), mode: 0o644 }] } })).catch((e: unknown) => e);
 
   it('closes the session of a producer-outrun agent with RESOURCE_EXHAUSTED, failing its commands', async () => {
-    const slow = await startGrpcServer({ fleet, address: '127.0.0.1:0', closeGraceMs: 300, outbound: { maxMessages: 4 } });
+    // A generous close grace: the agent must get to read the status before the stream is reset
+    // (on a loaded machine 300 ms was not always enough; the reset itself is the next test's).
+    const slow = await startGrpcServer({ fleet, address: '127.0.0.1:0', closeGraceMs: 5_000, outbound: { maxMessages: 4 } });
     try {
       const { token } = await store.createEnrollmentToken({ ttlMs: 60_000 });
       const id = await enroll(slow.address, { token, deviceName: 'busy' });

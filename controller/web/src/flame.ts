@@ -89,6 +89,13 @@ export class FlameGraph {
     return false;
   }
 
+  /** Drawn at the current zoom: the zoomed frame's ancestors (full width) and everything inside it. */
+  private inView(l: Laid): boolean {
+    const z = this.zoom;
+    if (!z) return true;
+    return this.isAncestorOfZoom(l) || (l.x >= z.x - 1e-12 && l.x + l.w <= z.x + z.w + 1e-12 && l.depth > z.depth);
+  }
+
   private colour(l: Laid): string {
     const n = l.node;
     if (this.search?.test(n.name)) return '#e600e6';
@@ -107,7 +114,10 @@ export class FlameGraph {
     const c = this.canvas;
     const dpr = window.devicePixelRatio || 1;
     const width = c.parentElement?.clientWidth || 1000;
-    const height = (this.maxDepth + 1) * ROW + 4;
+    // Zoomed in, the canvas is only as tall as the zoomed frame's deepest descendant.
+    let depth = 0;
+    for (const l of this.laid) if (this.inView(l)) depth = Math.max(depth, l.depth);
+    const height = (depth + 1) * ROW + 4;
     c.style.width = `${width}px`;
     c.style.height = `${height}px`;
     c.width = Math.round(width * dpr);
@@ -127,8 +137,7 @@ export class FlameGraph {
         x = ((l.x - v.x0) / v.w) * width;
         w = (l.w / v.w) * width;
       }
-      if (w < 0.5 || x + w < 0 || x > width) continue;
-      if (this.zoom && !this.isAncestorOfZoom(l) && !(l.x >= this.zoom.x - 1e-12 && l.x + l.w <= this.zoom.x + this.zoom.w + 1e-12)) continue;
+      if (w < 0.5 || x + w < 0 || x > width || !this.inView(l)) continue;
       const y = height - (l.depth + 1) * ROW;
       g.fillStyle = this.colour(l);
       if (this.search?.test(l.node.name)) this.matched++;

@@ -49,6 +49,7 @@ export const probePage: Page = (root, args, query) => {
   let stop: (() => void) | undefined;
   let closed = false;
   let received = 0;
+  let skipped = 0;
 
   const deviceSel = h('select', { id: 'probe-device' }, h('option', { value: '' }, 'all devices'));
   const text = h('input', { type: 'search', id: 'probe-filter', placeholder: 'filter rows (field=value or text)' });
@@ -80,11 +81,10 @@ export const probePage: Page = (root, args, query) => {
     count.textContent = `${received} received, ${events.length} kept, ${shown.length} shown`;
   };
 
+  let chartShape = '';
   const renderChart = () => {
-    chart?.destroy();
-    chartBox.replaceChildren();
     const field = fieldSel.value, key = groupSel.value;
-    if (!field) return;
+    if (!field) { chart?.destroy(); chart = undefined; chartBox.replaceChildren(); return; }
     const rows = events.filter(matches).filter((e) => e.fields[field] !== undefined);
     const byKey = new Map<string, EventRow[]>();
     for (const e of rows) { const k = keyOf(e, key); (byKey.get(k) ?? byKey.set(k, []).get(k)!).push(e); }
@@ -92,9 +92,16 @@ export const probePage: Page = (root, args, query) => {
     const xs = [...new Set(top.flatMap(([, es]) => es.map((e) => Number(BigInt(e.timeUnixNs) / 1000n) / 1e6)))].sort((a, b) => a - b);
     const idx = new Map(xs.map((x, i) => [x, i]));
     const ys = top.map(([, es]) => { const col: (number | null)[] = xs.map(() => null); for (const e of es) col[idx.get(Number(BigInt(e.timeUnixNs) / 1000n) / 1e6)!] = Number(e.fields[field]); return col; });
-    chart = new TimeChart(`${field}${top.length < byKey.size ? ` (top ${MAX_SERIES} of ${byKey.size})` : ''}`, top.map(([k]) => k), { width: Math.min(1100, root.clientWidth - 20), height: 240 });
-    chartBox.append(chart.el);
-    chart.mount();
+    const title = `${field}${top.length < byKey.size ? ` (top ${MAX_SERIES} of ${byKey.size})` : ''}`;
+    const shape = JSON.stringify([title, top.map(([k]) => k)]);
+    if (!chart || shape !== chartShape) {
+      // New series: a new plot. Otherwise only new data (a redraw, no layout).
+      chart?.destroy();
+      chart = new TimeChart(title, top.map(([k]) => k), { width: Math.min(1100, root.clientWidth - 20), height: 240 });
+      chartBox.replaceChildren(chart.el);
+      chart.mount();
+      chartShape = shape;
+    }
     chart.set(xs, ys);
     chartBox.dataset['points'] = String(xs.length);
   };
@@ -121,7 +128,7 @@ export const probePage: Page = (root, args, query) => {
     const shown = fresh.filter(matches).slice(-SHOW).reverse();
     tbody.prepend(...shown.map((ev) => rowOf(ev, true)));
     while (tbody.rows.length > SHOW) tbody.lastElementChild!.remove();
-    count.textContent = `${received} received, ${events.length} kept, ${tbody.rows.length} shown`;
+    count.textContent = `${received} received${skipped ? ` (${skipped} more skipped: too many to show)` : ''}, ${events.length} kept, ${tbody.rows.length} shown`;
     if (fresh.length) scheduleChart();
   };
 
@@ -130,11 +137,12 @@ export const probePage: Page = (root, args, query) => {
     events = [];
     seen.clear();
     received = 0;
+    skipped = 0;
     tbody.replaceChildren();
     // The last 10 minutes first, then what is stored from now on (one stream, no gap between).
     const since = String((BigInt(Date.now()) - 600_000n) * 1_000_000n);
     stop = openLive({ probe: name, since, ...(deviceSel.value ? { device: deviceSel.value } : {}) },
-      { state: setLiveState, rows: (r) => addRows(r.rows), resync: connect });
+      { state: setLiveState, rows: (r) => { skipped += r.skipped; addRows(r.rows); }, resync: connect });
   };
 
   async function init(): Promise<void> {
