@@ -124,9 +124,12 @@ const SAFE_WORD = /^[A-Za-z0-9._:@+=/-]+$/;
 export function bootAppend(profile: BoardProfile, opts: StartOptions): { append: string; controller: string; transport: BoardTransport; mqtt?: string } {
   const controller = guestControllerAddress(opts.controller);
   const transport = opts.transport ?? profile.transport;
-  if (transport === 'mqtt' && opts.mqtt === undefined) throw new Error(`board ${opts.name}: transport mqtt needs the broker URL (--mqtt mqtt://HOST:PORT)`);
   if (transport === 'grpc' && opts.mqtt !== undefined) throw new Error(`board ${opts.name}: --mqtt ${opts.mqtt} is for transport mqtt`);
-  const mqtt = transport === 'mqtt' ? guestMqttUrl(opts.mqtt!) : undefined;
+  let mqtt: string | undefined;
+  if (transport === 'mqtt') {
+    if (opts.mqtt === undefined) throw new Error(`board ${opts.name}: transport mqtt needs the broker URL (--mqtt mqtt://HOST:PORT)`);
+    mqtt = guestMqttUrl(opts.mqtt);
+  }
   for (const [what, v] of [['name', opts.name], ['token', opts.token ?? 'x'], ['controller', controller], ['node option', opts.nodeOptions?.join(',') || 'x'],
     ['MQTT broker', mqtt ?? 'x']] as const) {
     if (!SAFE_WORD.test(v)) throw new Error(`board ${what} "${v}" cannot go on a kernel command line (letters, digits and ._:@+=/- only)`);

@@ -105,7 +105,7 @@ export async function installAgent(shell: RemoteShell, profile: BoardProfile, ru
   const home = `${dir}/${runtime.arch}`;
   const log = `${dir}/agent.log`;
   const args = ['--controller', opts.controller, '--data-dir', `${dir}/data`, '--board', profile.name, '--name', opts.name, ...(opts.token ? ['--enroll-token', opts.token] : []),
-    ...(opts.transport === 'mqtt' ? ['--transport', 'mqtt', '--mqtt', opts.mqtt!] : [])];
+    ...(opts.transport === 'mqtt' && opts.mqtt !== undefined ? ['--transport', 'mqtt', '--mqtt', opts.mqtt] : [])];
   const out = await shell.exec(`cd / && nohup ${shq(`${home}/bpfleet-agent`)} ${args.map(shq).join(' ')} >${shq(log)} 2>&1 </dev/null & echo BPFLEET-PID $!`);
   const pid = Number(/BPFLEET-PID (\d+)/.exec(out)?.[1]);
   if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${shell.describe}: starting the agent printed no pid: ${out.trim()}`);

@@ -187,7 +187,8 @@ Boards keep running after this command; \`bpfleet board down\` stops them.`,
         throw new CliError((err as Error).message);
       }
     }
-    const via = transport.transport === 'mqtt' ? `MQTT ${records[0]!.mqtt} (enrolling at ${records[0]!.controller})` : `gRPC ${records[0]!.controller}`;
+    const guest = records[0];
+    const via = transport.transport === 'mqtt' ? `MQTT ${guest?.mqtt} (enrolling at ${guest?.controller})` : `gRPC ${guest?.controller}`;
     if (!ctx.values['json']) ctx.err(`booting ${count} x ${profile.name} (${image.kernel.release}, ${formatBytes(image.initrdBytes)} initramfs), agents over ${via}; QEMU pids ${records.map((r) => r.pid).join(' ')}\n`);
     const results: { name: string; pid: number; transport: string; mqtt?: string; enrolledAfterMs?: number; error?: string }[] = [];
     const row = (r: BoardRecord) => ({ name: r.name, pid: r.pid, transport: transport.transport, ...(r.mqtt ? { mqtt: r.mqtt } : {}) });
