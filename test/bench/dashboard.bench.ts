@@ -90,12 +90,14 @@ async function run(n: number, ports: number): Promise<Row> {
     }, 600_000, () => sim.log().slice(-3000));
     // Every device's run settled (running or failed: under load some simulated loaders fail to
     // start; the table says how many ran). Heartbeats come from all N either way.
-    let running = 0;
-    await waitFor(`tcpstates started on ${n} devices`, async () => {
+    // (a deploy to some devices can fail as well: settled means no run starting and no new run for 15 s).
+    let running = 0, lastCount = -1, sameSince = Date.now();
+    await waitFor(`tcpstates started on the ${n} devices`, async () => {
       simAlive();
       const { runs } = await admin<{ runs: { state: string }[] }>('/api/v1/runs?probe=tcpstates');
       running = runs.filter((r) => r.state === 'running').length;
-      return runs.length >= n && runs.every((r) => r.state !== 'starting') && running > 0;
+      if (runs.length !== lastCount) { lastCount = runs.length; sameSince = Date.now(); }
+      return running > 0 && runs.every((r) => r.state !== 'starting') && (runs.length >= n || Date.now() - sameSince > 15_000);
     }, 600_000, () => sim.log().slice(-3000));
     const connectS = (Date.now() - started) / 1000;
     process.stderr.write(`${n} devices: connected in ${connectS.toFixed(1)} s, tcpstates running on ${running}\n`);

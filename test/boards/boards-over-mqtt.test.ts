@@ -141,9 +141,9 @@ describe('an emulated board over MQTT', () => {
       for (const x of done.results) {
         expect(x.outcome, `${x.probe}: ${x.reason}`).toBe('pass');
         expect(x.deviceId).toBe(device!.id);
-        // A number, from the loader's HELLO; 0 on this 5.10 kernel, whose bpf_prog_info has no
-        // verified_insns yet (Linux 5.16 added it), so no "> 0" here as on the host.
-        expect(typeof x.verifiedInsns, x.probe).toBe('number');
+        // Unknown (null, shown "-") on this 5.10 kernel: its bpf_prog_info has no verified_insns
+        // yet (Linux 5.16 added it); the host test checks a real count.
+        expect(x.verifiedInsns, x.probe).toBeNull();
         expect(x.timeToFirstEventMs, x.probe).toBeGreaterThanOrEqual(0);
         expect(x.storedRecords, x.probe).toBeGreaterThan(0);
         // The controller's word checked against its database: the smoke run's stream of this

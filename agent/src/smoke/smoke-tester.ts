@@ -251,7 +251,10 @@ export class SmokeTester {
     if (watch.running === undefined) return watch.ended ? this.ended(r, watch.ended, fail, t0) : fail('the loader ended without a status');
     r.attachMs = Date.now() - startedAt;
     r.programs = programsOf(watch.running.loaderHelloJson);
-    r.verifiedInsns = r.programs.length > 0 ? r.programs.reduce((n, p) => n + p.verifiedInsns, 0) : null;
+    // Kernels before 5.16 have no verified_insns in bpf_prog_info (the loader prints 0): unknown,
+    // shown as "-", not as a count of 0.
+    r.verifiedInsns = r.programs.length > 0 && r.programs.every((p) => p.verifiedInsns > 0)
+      ? r.programs.reduce((n, p) => n + p.verifiedInsns, 0) : null;
 
     watch.armedAt = Date.now();
     try {

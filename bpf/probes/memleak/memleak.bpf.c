@@ -9,16 +9,29 @@
  * (BPFLEET_STACK_SINGLE): an allocation may stay outstanding for a long time.
  *
  * Allocations made before the probe attached are not seen, and neither are their frees.
+ *
+ * Kernel mode (--kernel): the kmem tracepoints instead. kmem/kmalloc and kmem/kmem_cache_alloc
+ * (plus kmalloc_node and kmem_cache_alloc_node where they are separate events, kernels before
+ * 6.1) record the object's address with bytes_alloc, the time, the kernel stack and the
+ * current task; kmem/kfree and kmem/kmem_cache_free forget it. The tracepoint context layout
+ * differs between kernels (one trace_event_raw_kmem_alloc class up to 6.0, one struct per event
+ * since), so the fields are read through CO-RE flavors, the one the running kernel has.
+ * --pid / --comm filter the allocating task; --sample-rate N records about one allocation in N
+ * (bpf_get_prandom_u32), the others count as sampled_out.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "memleak.h"
 #define BPFLEET_STACK_KEY struct memleak_key
 #define BPFLEET_STACK_SINGLE
 #include "bpfleet/stacks.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* --kernel: record one allocation in sample_rate (1: all). Set by the loader. */
+const volatile __u32 sample_rate = 1;
 
 /* Keeps struct memleak_event in the object's BTF, for the manifest check. */
 const volatile struct memleak_event memleak_event_layout = {};
@@ -117,4 +130,135 @@ SEC("uprobe")
 int BPF_KPROBE(memleak_free, void *ptr)
 {
 	return forget((__u64)ptr);
+}
+
+/* ---------------------------------------------------------------- kernel mode */
+
+/* Tracepoint contexts, per kernel: only the fields read, relocated by CO-RE. */
+struct trace_event_raw_kmalloc___bl {		/* 6.1+: kmem/kmalloc */
+	const void *ptr;
+	size_t bytes_alloc;
+} __attribute__((preserve_access_index));
+
+struct trace_event_raw_kmem_cache_alloc___bl {	/* 6.1+: kmem/kmem_cache_alloc */
+	const void *ptr;
+	size_t bytes_alloc;
+} __attribute__((preserve_access_index));
+
+struct trace_event_raw_kmem_alloc___bl {	/* up to 6.0: kmalloc, kmem_cache_alloc */
+	const void *ptr;
+	size_t bytes_alloc;
+} __attribute__((preserve_access_index));
+
+struct trace_event_raw_kmem_alloc_node___bl {	/* up to 6.0: the *_node events */
+	const void *ptr;
+	size_t bytes_alloc;
+} __attribute__((preserve_access_index));
+
+struct trace_event_raw_kfree___bl {		/* 6.1+: kmem/kfree */
+	const void *ptr;
+} __attribute__((preserve_access_index));
+
+struct trace_event_raw_kmem_cache_free___bl {	/* 6.1+: kmem/kmem_cache_free */
+	const void *ptr;
+} __attribute__((preserve_access_index));
+
+struct trace_event_raw_kmem_free___bl {	/* up to 6.0: kfree, kmem_cache_free */
+	const void *ptr;
+} __attribute__((preserve_access_index));
+
+static __always_inline int kalloc(void *ctx, __u64 addr, __u64 size)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct memleak_alloc a = {};
+
+	if (!addr)
+		return 0;
+	if (!bpfleet_task_match(id >> 32, NULL))
+		return 0;
+	if (sample_rate > 1 && bpf_get_prandom_u32() % sample_rate) {
+		bpfleet_count(BPFLEET_STAT_SAMPLED_OUT);
+		/* An earlier object at this address was freed unseen (a free with no event). */
+		bpf_map_delete_elem(&allocs, &addr);
+		return 0;
+	}
+	a.size = size;
+	a.ts = bpf_ktime_get_ns();
+	a.pid = id >> 32;
+	a.kstack = bpfleet_stackid(ctx, 0, false);
+	bpf_get_current_comm(a.comm, sizeof(a.comm));
+	bpfleet_map_update(&allocs, &addr, &a, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/kmem/kmalloc")
+int memleak_kmalloc(void *ctx)
+{
+	if (bpf_core_type_exists(struct trace_event_raw_kmalloc___bl)) {
+		struct trace_event_raw_kmalloc___bl *t = ctx;
+
+		return kalloc(ctx, (__u64)t->ptr, t->bytes_alloc);
+	} else {
+		struct trace_event_raw_kmem_alloc___bl *t = ctx;
+
+		return kalloc(ctx, (__u64)t->ptr, t->bytes_alloc);
+	}
+}
+
+SEC("tracepoint/kmem/kmem_cache_alloc")
+int memleak_kmem_cache_alloc(void *ctx)
+{
+	if (bpf_core_type_exists(struct trace_event_raw_kmem_cache_alloc___bl)) {
+		struct trace_event_raw_kmem_cache_alloc___bl *t = ctx;
+
+		return kalloc(ctx, (__u64)t->ptr, t->bytes_alloc);
+	} else {
+		struct trace_event_raw_kmem_alloc___bl *t = ctx;
+
+		return kalloc(ctx, (__u64)t->ptr, t->bytes_alloc);
+	}
+}
+
+SEC("tracepoint/kmem/kmalloc_node")
+int memleak_kmalloc_node(void *ctx)
+{
+	struct trace_event_raw_kmem_alloc_node___bl *t = ctx;
+
+	return kalloc(ctx, (__u64)t->ptr, t->bytes_alloc);
+}
+
+SEC("tracepoint/kmem/kmem_cache_alloc_node")
+int memleak_kmem_cache_alloc_node(void *ctx)
+{
+	struct trace_event_raw_kmem_alloc_node___bl *t = ctx;
+
+	return kalloc(ctx, (__u64)t->ptr, t->bytes_alloc);
+}
+
+SEC("tracepoint/kmem/kfree")
+int memleak_kfree(void *ctx)
+{
+	if (bpf_core_type_exists(struct trace_event_raw_kfree___bl)) {
+		struct trace_event_raw_kfree___bl *t = ctx;
+
+		return forget((__u64)t->ptr);
+	} else {
+		struct trace_event_raw_kmem_free___bl *t = ctx;
+
+		return forget((__u64)t->ptr);
+	}
+}
+
+SEC("tracepoint/kmem/kmem_cache_free")
+int memleak_kmem_cache_free(void *ctx)
+{
+	if (bpf_core_type_exists(struct trace_event_raw_kmem_cache_free___bl)) {
+		struct trace_event_raw_kmem_cache_free___bl *t = ctx;
+
+		return forget((__u64)t->ptr);
+	} else {
+		struct trace_event_raw_kmem_free___bl *t = ctx;
+
+		return forget((__u64)t->ptr);
+	}
 }

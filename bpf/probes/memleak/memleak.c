@@ -2,8 +2,10 @@
 /*
  * memleak loader: see memleak.bpf.c and bpf/README.md for the contract.
  *
- * Attaches the uprobes to --pid and to the C library it maps (the executable itself when it
- * is static). Every interval it reads the live allocations, keeps those at least --min-age-ms
+ * User mode (--pid, no --kernel): attaches the uprobes to --pid and to the C library it maps
+ * (the executable itself when it is static). Kernel mode (--kernel): the kmem tracepoints,
+ * every process or those of --pid / --comm (the allocating task); the record's stack is then
+ * the kernel stack of the allocation. Every interval it reads the live allocations, keeps those at least --min-age-ms
  * old, sums them by (process, thread name, stack), folds the stacks (symbolized on the
  * device, lib/stacks.h) and emits one record each, most bytes first. Stacks no allocation
  * refers to any more are freed once the stack map is half full.
@@ -28,7 +30,7 @@ static const struct probe_field fields[] = {
 	FIELD(EV, comm, FT_COMM, FMT_PLAIN, "", 16, "thread name at the allocations"),
 	FIELD(EV, value, FT_U64, FMT_PLAIN, "bytes", 12, "bytes still allocated from this stack, of allocations at least --min-age-ms old"),
 	FIELD(EV, count, FT_U64, FMT_PLAIN, "allocations", 8, "those allocations"),
-	FIELD(EV, stack, FT_STR, FMT_PLAIN, "", 1, "folded user stack of the allocation's caller, root first; ends in ;… when cut"),
+	FIELD(EV, stack, FT_STR, FMT_PLAIN, "", 1, "folded user stack of the allocation's caller (--kernel: kernel stack of the allocation), root first; ends in ;… when cut"),
 };
 
 static const struct probe_hook hooks[] = {
@@ -39,15 +41,29 @@ static const struct probe_hook hooks[] = {
 	{ "alloc", "memleak_realloc", HOOK_UPROBE, "libc:realloc" },
 	{ "alloc", "memleak_realloc_ret", HOOK_UPROBE, "libc:realloc" },
 	{ "alloc", "memleak_free", HOOK_UPROBE, "libc:free" },
+	/* --kernel, hooks[NUSER..]: the kmem tracepoints; the *_node events exist before 6.1 only. */
+	{ "kmalloc", "memleak_kmalloc", HOOK_TRACEPOINT, "kmem/kmalloc" },
+	{ "kmalloc", "memleak_kmalloc_node", HOOK_TRACEPOINT, "kmem/kmalloc_node" },
+	{ "kmem_cache_alloc", "memleak_kmem_cache_alloc", HOOK_TRACEPOINT, "kmem/kmem_cache_alloc" },
+	{ "kmem_cache_alloc", "memleak_kmem_cache_alloc_node", HOOK_TRACEPOINT, "kmem/kmem_cache_alloc_node" },
+	{ "kfree", "memleak_kfree", HOOK_TRACEPOINT, "kmem/kfree" },
+	{ "kmem_cache_free", "memleak_kmem_cache_free", HOOK_TRACEPOINT, "kmem/kmem_cache_free" },
 };
+#define NUSER 7	/* hooks[0..NUSER) user mode, the rest --kernel */
 
 static const struct probe_arg args[] = {
 	{ "min-age-ms", "MS", "report allocations at least MS milliseconds old (default 500)" },
 	{ "libc", "PATH", "the C library to probe (default: the libc.so the process maps, else its executable)" },
+	{ "kernel", NULL, "kernel allocations instead (kmem tracepoints: kmalloc, kmem_cache_alloc, kfree, kmem_cache_free), "
+			  "by kernel stack, of every process or of --pid / --comm (the allocating task)" },
+	{ "sample-rate", "N", "--kernel: record about one allocation in N, counted as sampled_out (default 1: all); "
+			      "value and count are then of the sampled allocations only" },
 };
 
 static unsigned long long min_age_ms = 500;
 static const char *libc_path;
+static bool kernel_mode;
+static unsigned long sample_rate = 1;
 static char libc_buf[PATH_MAX + 64];
 
 static int parse_arg(const char *name, const char *value)
@@ -57,6 +73,15 @@ static int parse_arg(const char *name, const char *value)
 	if (!strcmp(name, "libc")) {
 		libc_path = value;
 		return 0;
+	}
+	if (!strcmp(name, "kernel")) {
+		kernel_mode = true;
+		return 0;
+	}
+	if (!strcmp(name, "sample-rate")) {
+		errno = 0;
+		sample_rate = strtoul(value, &end, 10);
+		return errno || end == value || *end || *value == '-' || !sample_rate || sample_rate > 1000000 ? -1 : 0;
 	}
 	if (strcmp(name, "min-age-ms"))
 		return -1;
@@ -123,6 +148,7 @@ static int attach(struct bpf_program *prog, const struct probe_hook *hook)
 struct live {
 	__u32 pid;
 	__u64 ustack;
+	__u64 kstack;
 	char comm[16];
 	__u64 size;
 };
@@ -136,6 +162,8 @@ static int by_group(const void *x, const void *y)
 		return a->pid < b->pid ? -1 : 1;
 	if (a->ustack != b->ustack)
 		return a->ustack < b->ustack ? -1 : 1;
+	if (a->kstack != b->kstack)
+		return a->kstack < b->kstack ? -1 : 1;
 	c = memcmp(a->comm, b->comm, sizeof(a->comm));
 	return c;
 }
@@ -166,6 +194,7 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 		if (bpf_map_lookup_elem(allocs_fd, &addr, &a))
 			continue;	/* freed meanwhile */
 		stack_agg_keep(&agg, a.ustack);
+		stack_agg_keep(&agg, a.kstack);
 		if (now < a.ts || now - a.ts < min_ns)
 			continue;
 		if (n == caplives) {
@@ -177,7 +206,7 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 			lives = l;
 			caplives = cap;
 		}
-		lives[n] = (struct live){ .pid = a.pid, .ustack = a.ustack, .size = a.size };
+		lives[n] = (struct live){ .pid = a.pid, .ustack = a.ustack, .kstack = a.kstack, .size = a.size };
 		memcpy(lives[n].comm, a.comm, sizeof(lives[n].comm));
 		n++;
 	}
@@ -196,7 +225,7 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 		r->ts_ns = now;
 		r->pid = lives[i].pid;
 		memcpy(r->comm, lives[i].comm, sizeof(r->comm));
-		stack_agg_fill(&agg, ctx, lives[i].pid, lives[i].ustack, BPFLEET_STACK_NONE, r->stack, sizeof(r->stack));
+		stack_agg_fill(&agg, ctx, lives[i].pid, lives[i].ustack, lives[i].kstack, r->stack, sizeof(r->stack));
 		if (stack_out_add2(&out, bytes, count))
 			return -1;
 	}
@@ -207,7 +236,7 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 static const struct probe_def def = {
 	.name = "memleak",
 	.version = "1.0.0",
-	.summary = "Outstanding malloc/calloc/realloc allocations of one process by stack, with an age filter (uprobes on its libc)",
+	.summary = "Outstanding allocations by stack with an age filter: malloc/calloc/realloc of one process (uprobes on its libc), or kernel kmalloc/kmem_cache_alloc (--kernel, kmem tracepoints)",
 	.kind = "interval",
 	.record = "memleak_event",
 	.record_size = sizeof(EV),
@@ -226,12 +255,28 @@ int main(int argc, char **argv)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts);
 	struct memleak_bpf *skel;
+	struct probe_def run = def;
 	int err;
 
 	if (!probe_init(&def, argc, argv, &opts))
 		return EXIT_OK;
+	/* The mode's hooks only: probe_prepare selects among them, the others are not loaded. */
+	run.hooks = kernel_mode ? hooks + NUSER : hooks;
+	run.nhooks = kernel_mode ? def.nhooks - NUSER : NUSER;
+	if (kernel_mode) {
+		if (libc_path) {
+			fprintf(stderr, "memleak: --libc is for user mode, not with --kernel\n");
+			return EXIT_USAGE;
+		}
+		goto open;
+	}
+	if (sample_rate != 1) {
+		fprintf(stderr, "memleak: --sample-rate is for --kernel\n");
+		return EXIT_USAGE;
+	}
 	if (!env.pid) {
-		fprintf(stderr, "memleak: --pid PID is required: the uprobes go into one process's C library\n");
+		fprintf(stderr, "memleak: --pid PID is required: the uprobes go into one process's C library "
+			"(or --kernel for kernel allocations)\n");
 		return EXIT_USAGE;
 	}
 	if (!libc_path)
@@ -241,11 +286,16 @@ int main(int argc, char **argv)
 			env.pid, strerror(errno));
 		return EXIT_USAGE;
 	}
+open:
 	skel = memleak_bpf__open_opts(&opts);
 	if (!skel)
 		return probe_open_failed(&def);
-	probe_prepare(&def, skel->obj);
-	err = probe_run(&def, skel->obj);
+	for (size_t i = 0; i < def.nhooks; i++)
+		if ((i < NUSER) == kernel_mode)
+			bpf_program__set_autoload(bpf_object__find_program_by_name(skel->obj, hooks[i].prog), false);
+	skel->rodata->sample_rate = (__u32)sample_rate;
+	probe_prepare(&run, skel->obj);
+	err = probe_run(&run, skel->obj);
 	if (agg.slot_fd >= 0)
 		stack_agg_report(&agg);
 	memleak_bpf__destroy(skel);

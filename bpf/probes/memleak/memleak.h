@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* memleak: outstanding user allocations of one process by stack. Fixed-width fields only. */
+/* memleak: outstanding allocations by stack: user (one process's libc) or kernel (kmem
+ * tracepoints, --kernel). Fixed-width fields only. */
 #ifndef BPFLEET_MEMLEAK_H
 #define BPFLEET_MEMLEAK_H
 
@@ -12,14 +13,16 @@ struct memleak_event {
 	__u32 pid;		/* tgid */
 	__u32 __pad;
 	char comm[16];		/* thread name at the oldest such allocation */
-	char stack[BPFLEET_STACK_TEXT];	/* folded user stack of the caller of malloc/calloc/realloc */
+	char stack[BPFLEET_STACK_TEXT];	/* folded user stack of the caller of malloc/calloc/realloc,
+					 * or (--kernel) the kernel stack of kmalloc/kmem_cache_alloc */
 };
 
 /* One live allocation, by address. */
 struct memleak_alloc {
 	__u64 size;
 	__u64 ts;		/* bpf_ktime_get_ns() when allocated */
-	__u64 ustack;		/* the allocating stack (stacks.bpf.h id) */
+	__u64 ustack;		/* the allocating user stack (stacks.bpf.h id), user mode */
+	__u64 kstack;		/* the allocating kernel stack, --kernel */
 	__u32 pid;
 	__u32 __pad;
 	char comm[16];
