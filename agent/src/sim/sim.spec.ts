@@ -90,6 +90,26 @@ describe('replay source', () => {
     expect(b.records.subarray(8, 88).equals(recording.records[0]!.subarray(8))).toBe(true);
   });
 
+  it('is RUNNING at once but emits nothing until the gate opens, then exactly rate x duration', async () => {
+    const batches: ProbeBatch[] = [];
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const counters = newReplayCounters();
+    const r = new ProbeRunner({
+      registry: new ProbeRegistry({ installDir: '/nonexistent', devDir: PROBES }),
+      deviceId: 'd-sim', statsIntervalMs: 100, batch: { maxDelayMs: 20 },
+      loaderFactory: replayLoaderFactory({ recording, rate: 500, durationMs: 200, counters, gate, tickMs: 20 }),
+      sink: { batch: (b) => void batches.push(b) },
+    });
+    const run = r.start({ runId: 'r3', probe: 'tcpstates', args: [] });
+    await new Promise((res) => setTimeout(res, 300));
+    expect(run.state).toBe(ProbeStatus_State.STATE_RUNNING);
+    expect(counters.generated).toBe(0);
+    open();
+    await run.finished;
+    expect(batches.reduce((n, b) => n + b.count, 0)).toBe(100);
+  });
+
   it('holds records in a bounded ring while the agent does not read, and counts the overflow as ringbuf_full', async () => {
     let release!: () => void;
     const blocked = new Promise<void>((r) => (release = r));
