@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job, as far as it exists today: build the probes for three architectures, start the
-# controller, enroll an agent on this machine, deploy tcpstates and tcplife to it through the CLI,
-# make loopback TCP traffic, and show what the controller stored. Emulated boards and the
-# dashboard join this script with their issues (README.md, "Status").
+# The main job: build the probes for three architectures and the dashboard, start the controller
+# (gRPC, admin API, dashboard), enroll an agent on this machine, deploy tcpstates, tcplife and
+# profile to it through the CLI, make loopback TCP traffic, show what the controller stored and the
+# loss per stage, then boot an emulated DAYU200 (QEMU, Debian's 5.10 arm64 kernel) that enrolls and
+# gets tcpstates too. On a terminal it keeps running until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo: needs root (eBPF programs are loaded for real)" >&2; exit 1; }
@@ -59,3 +60,14 @@ sleep 15
 echo "== loopback connections made on the board (busybox nc, port 7777), seen by tcpstates there"
 bpfleet events --probe tcpstates --device qemu-dayu200-1 --limit 10
 bpfleet board list
+
+echo "== profile (CPU stacks) on this machine, for the dashboard's Stacks page"
+bpfleet deploy profile --to lab=demo --args "--freq 49 --interval 2000"
+
+# On a terminal the fleet stays up (traffic every 5 s, dashboard live) until Ctrl-C; in a pipe or
+# with DEMO_EXIT=1 the demo ends here.
+if [ -t 0 ] && [ -z "${DEMO_EXIT:-}" ]; then
+  echo "== the fleet is running: dashboard http://${DEMO_HTTP:-127.0.0.1:17480}/ (admin token above);"
+  echo "   loopback traffic every 5 s; bpfleet events --follow in another shell; Ctrl-C stops everything"
+  while :; do test/fixtures/.bin/tcpgen "$port" 10000 1000 2 >/dev/null || true; sleep 5; done
+fi
