@@ -6,6 +6,7 @@
 #   /bin/pipesleep SECONDS PERIOD_MS: pipereader sleeps in read(), pipewriter wakes it
 #   /bin/pagetouch PAGES LINGER_MS: PAGES page faults in bpfleet_touch_pages()
 #   /bin/leaker N SIZE DELAY_MS LINGER_MS: N blocks of SIZE leaked from bpfleet_leak()
+#   /bin/pipeholder M DELAY_MS HOLD_MS LINGER_MS: M pipes held open, then closed
 # TRIGGER, when set, runs once the probe is ready (its stdout becomes the workload line).
 run() {
 	label=$1 probe=$2 secs=$3; shift 3
@@ -53,4 +54,10 @@ TRIGGER=
 lk=$!
 run memleak memleak 12 --pid $lk --min-age-ms 200 --interval 500
 kill $lk 2>/dev/null; wait $lk 2>/dev/null
+
+# memleak --kernel (kmem tracepoints): 50 pipes opened after 10 s, held 5 s, then closed.
+/bin/pipeholder 50 10000 5000 5000 >/tmp/work &
+ph=$!
+run memleak-kernel memleak 17 --kernel --pid $ph --min-age-ms 200 --interval 500
+kill $ph 2>/dev/null; wait $ph 2>/dev/null
 true

@@ -27,7 +27,14 @@ interface Board {
   userFrames: boolean;
   /** Uprobes can go into the C library (not on armv7: its uprobes take ARM-mode code only). */
   uprobes: boolean;
+  /** memleak --kernel's hooks: the *_node kmem events are separate before 6.1. */
+  kmemHooks: string;
 }
+const kmem = (node: boolean): string =>
+  (node
+    ? ['kmalloc', 'kmalloc_node', 'kmem_cache_alloc', 'kmem_cache_alloc_node', 'kfree', 'kmem_cache_free']
+    : ['kmalloc', 'kmem_cache_alloc', 'kfree', 'kmem_cache_free']
+  ).map((e) => `tracepoint:kmem/${e}`).join(', ');
 
 const perf = 'perf_event:cpu-clock';
 // No exceptions/page_fault_* tracepoints on ARM: pgfault falls back to its kprobe.
@@ -36,10 +43,10 @@ const withBtf = {
   pgfault: 'kprobe:handle_mm_fault', memleak: uprobes,
 };
 const BOARDS: Board[] = [
-  { kernel: 'bullseye-arm64', arch: 'arm64', btf: 'kernel', hooks: withBtf, userFrames: true, uprobes: true },
-  { kernel: 'bookworm-arm64', arch: 'arm64', btf: 'kernel', hooks: withBtf, userFrames: true, uprobes: true },
+  { kernel: 'bullseye-arm64', arch: 'arm64', btf: 'kernel', hooks: withBtf, userFrames: true, uprobes: true, kmemHooks: kmem(true) },
+  { kernel: 'bookworm-arm64', arch: 'arm64', btf: 'kernel', hooks: withBtf, userFrames: true, uprobes: true, kmemHooks: kmem(false) },
   {
-    kernel: 'bullseye-armmp', arch: 'arm', btf: 'embedded', userFrames: false, uprobes: false,
+    kernel: 'bullseye-armmp', arch: 'arm', btf: 'embedded', userFrames: false, uprobes: false, kmemHooks: kmem(true),
     hooks: {
       profile: perf, loadmon: perf, offcputime: 'raw_tp:sched_switch', wakeuptime: 'raw_tp:sched_switch, raw_tp:sched_waking',
       pgfault: 'kprobe:handle_mm_fault', memleak: uprobes,
@@ -83,7 +90,8 @@ function parseSections(text: string): Map<string, Section> {
       rc: Number(/^rc=(\d+)/m.exec(body)?.[1] ?? -1),
       stdout: lines(part('stdout')),
       stderr: part('stderr'),
-      work: (lines(part('workload'))[0] ?? {}) as Record<string, number>,
+      // The workload's lines merged, the first line's keys first.
+      work: Object.assign({}, ...lines(part('workload')).reverse()) as Record<string, number>,
     });
   }
   return out;
@@ -94,7 +102,7 @@ const hasFrame = (stack: unknown, re: RegExp): boolean => String(stack).split(';
 
 describe('stack probes on emulated boards (real Debian kernels under QEMU)', () => {
   for (const board of BOARDS) {
-    it(`${board.kernel} (${board.arch}): profile, loadmon, offcputime, wakeuptime, pgfault, memleak load and see the known stacks`, async () => {
+    it(`${board.kernel} (${board.arch}): profile, loadmon, offcputime, wakeuptime, pgfault, memleak (user, kernel) load and see the known stacks`, async () => {
       if (os.arch() !== 'x64') throw new Error('these runs boot arm kernels with the x86_64 host tools');
       const cached = path.join(process.env.BPFLEET_CACHE ?? path.join(os.homedir(), '.cache', 'bpfleet'), 'kernels', board.kernel);
       if (!existsSync(cached)) {
@@ -102,7 +110,7 @@ describe('stack probes on emulated boards (real Debian kernels under QEMU)', () 
       }
       const args = [path.join(repoRoot, 'toolchains', 'qemu-run.sh'), board.arch, board.kernel, '--timeout', '400', '--smp', '2'];
       for (const p of STACK_PROBES) args.push('--add', probeBinary(p, board.arch));
-      for (const f of ['busyloop', 'pipesleep', 'pagetouch', 'leaker']) args.push('--add', `${await crossFixture(f, board.arch)}=/bin/${f}`);
+      for (const f of ['busyloop', 'pipesleep', 'pagetouch', 'leaker', 'pipeholder']) args.push('--add', `${await crossFixture(f, board.arch)}=/bin/${f}`);
       args.push('--add', `${path.join(repoRoot, 'test', 'boards', 'stack-matrix.sh')}=/bin/stack-matrix`, '--', 'sh', '/bin/stack-matrix');
       let stdout: string;
       try {
@@ -173,6 +181,30 @@ describe('stack probes on emulated boards (real Debian kernels under QEMU)', () 
       expect(faults, dump('pgfault')).toBeGreaterThanOrEqual(PAGES);
       expect(faults, dump('pgfault')).toBeLessThanOrEqual(PAGES + 4);
       expect(touched.every((e) => hasFrame(e.stack, /^handle_mm_fault_\[k\]$/)), dump('pgfault')).toBe(true);
+
+      // memleak --kernel through the kmem tracepoints (kmalloc_node and kmem_cache_alloc_node too
+      // before 6.1): 50 pipes held, each allocated in alloc_pipe_info(), gone after the close.
+      const mk = sections.get('memleak-kernel');
+      expect(mk, `no section memleak-kernel in:\n${stdout.slice(0, 3000)}`).toBeDefined();
+      expect(mk!.rc, dump('memleak-kernel')).toBe(0);
+      expect(mk!.stderr, dump('memleak-kernel')).toContain(`ready (hooks: ${board.kmemHooks}; btf: ${board.btf})`);
+      const mkStats = JSON.parse(/stats (\{.*\})/.exec(mk!.stderr)![1]!);
+      expect(mkStats.kernel.map_full + mkStats.kernel.ringbuf_full + mkStats.loader.lost, dump('memleak-kernel')).toBe(0);
+      // Only allocator frames under alloc_pipe_info (6.1 arm64 repeats the leaf: __kmalloc;__kmalloc);
+      // not slab metadata allocated on the way (___slab_alloc;allocate_slab;...).
+      const pipeAlloc = (e: Record<string, unknown>): boolean => {
+        const f = String(e.stack).split(';');
+        const at = f.lastIndexOf('alloc_pipe_info_[k]');
+        return e.pid === mk!.work.pid && at >= 0 && at < f.length - 1 && f.slice(at + 1).every((x) => /^_*(kmalloc|kmem_cache_alloc)\w*_\[k\]$/.test(x));
+      };
+      const closedNs = mk!.work.closed_ns!;
+      expect(closedNs, dump('memleak-kernel')).toBeGreaterThan(0);
+      const held = mk!.stdout.filter((e) => pipeAlloc(e) && (e.ts_ns as number) < closedNs);
+      expect(held.some((e) => e.count === 50 && e.comm === 'pipeholder'), dump('memleak-kernel')).toBe(true);
+      expect(held.every((e) => (e.count as number) <= 50), dump('memleak-kernel')).toBe(true);
+      const after = mk!.stdout.filter((e) => (e.ts_ns as number) > closedNs);
+      expect(new Set(after.map((e) => e.ts_ns)).size, dump('memleak-kernel')).toBeGreaterThanOrEqual(2);
+      expect(after.filter(pipeAlloc), dump('memleak-kernel')).toEqual([]);
 
       // memleak through uprobes on the static fixture's own malloc: 50 blocks of 1000 bytes.
       if (!board.uprobes) return;

@@ -205,6 +205,14 @@ int memleak_kmalloc(void *ctx)
 	}
 }
 
+SEC("tracepoint/kmem/kmalloc_node")
+int memleak_kmalloc_node(void *ctx)
+{
+	struct trace_event_raw_kmem_alloc_node___bl *t = ctx;
+
+	return kalloc(ctx, (__u64)t->ptr, t->bytes_alloc);
+}
+
 SEC("tracepoint/kmem/kmem_cache_alloc")
 int memleak_kmem_cache_alloc(void *ctx)
 {
@@ -217,14 +225,6 @@ int memleak_kmem_cache_alloc(void *ctx)
 
 		return kalloc(ctx, (__u64)t->ptr, t->bytes_alloc);
 	}
-}
-
-SEC("tracepoint/kmem/kmalloc_node")
-int memleak_kmalloc_node(void *ctx)
-{
-	struct trace_event_raw_kmem_alloc_node___bl *t = ctx;
-
-	return kalloc(ctx, (__u64)t->ptr, t->bytes_alloc);
 }
 
 SEC("tracepoint/kmem/kmem_cache_alloc_node")

@@ -175,10 +175,77 @@ static int allocs_fd = -1;
 static struct live *lives;
 static size_t caplives;
 
+/* Keeps one live allocation if it is old enough (and its stacks in any case). */
+static int take(const struct memleak_alloc *a, __u64 now, __u64 min_ns, size_t *n)
+{
+	stack_agg_keep(&agg, a->ustack);
+	stack_agg_keep(&agg, a->kstack);
+	if (now < a->ts || now - a->ts < min_ns)
+		return 0;
+	if (*n == caplives) {
+		size_t cap = caplives ? caplives * 2 : 1024;
+		struct live *l = realloc(lives, cap * sizeof(*l));
+
+		if (!l)
+			return -1;
+		lives = l;
+		caplives = cap;
+	}
+	lives[*n] = (struct live){ .pid = a->pid, .ustack = a->ustack, .kstack = a->kstack, .size = a->size };
+	memcpy(lives[*n].comm, a->comm, sizeof(lives[*n].comm));
+	(*n)++;
+	return 0;
+}
+
+#define BATCH 4096
+static __u64 bkeys[BATCH];
+static struct memleak_alloc bvals[BATCH];
+
+/*
+ * Every live allocation, once. A batch lookup walks the hash table bucket by bucket, so
+ * entries deleted meanwhile (frees, thousands a second in --kernel mode) cannot make it
+ * restart; bpf_map_get_next_key() restarts from the first bucket when the key it was given
+ * has gone, and then returns entries twice (seen here: 238 of 200 pipes). Kernels before 5.6
+ * have no batch operations: the key walk then, with the duplicates it may bring.
+ */
+static int walk(__u64 now, __u64 min_ns, size_t *n)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bo);
+	__u64 addr, *prev = NULL;
+	__u32 token = 0, count;
+	struct memleak_alloc a;
+	bool first = true;
+	int err;
+
+	for (;;) {
+		count = BATCH;
+		err = bpf_map_lookup_batch(allocs_fd, first ? NULL : &token, &token, bkeys, bvals, &count, &bo);
+		if (err && errno != ENOENT) {
+			if (first && (errno == EINVAL || errno == ENOTSUP || errno == 524 /* ENOTSUPP */))
+				break;	/* no batch operations: the key walk below */
+			fprintf(stderr, "memleak: reading the allocations failed: %s\n", strerror(errno));
+			return -1;
+		}
+		first = false;
+		for (__u32 i = 0; i < count; i++)
+			if (take(&bvals[i], now, min_ns, n))
+				return -1;
+		if (err)	/* ENOENT: the last bucket was read */
+			return 0;
+	}
+	while (!bpf_map_get_next_key(allocs_fd, prev, &addr)) {
+		prev = &addr;
+		if (bpf_map_lookup_elem(allocs_fd, &addr, &a))
+			continue;	/* freed meanwhile */
+		if (take(&a, now, min_ns, n))
+			return -1;
+	}
+	return 0;
+}
+
 static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 {
-	__u64 addr, *prev = NULL, now, min_ns = min_age_ms * 1000000ull;
-	struct memleak_alloc a;
+	__u64 now, min_ns = min_age_ms * 1000000ull;
 	size_t n = 0;
 
 	if (agg.slot_fd < 0) {
@@ -189,27 +256,8 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	if (stack_agg_flip(&agg))
 		return -1;
 	now = probe_now_ns();
-	while (!bpf_map_get_next_key(allocs_fd, prev, &addr)) {
-		prev = &addr;
-		if (bpf_map_lookup_elem(allocs_fd, &addr, &a))
-			continue;	/* freed meanwhile */
-		stack_agg_keep(&agg, a.ustack);
-		stack_agg_keep(&agg, a.kstack);
-		if (now < a.ts || now - a.ts < min_ns)
-			continue;
-		if (n == caplives) {
-			size_t cap = caplives ? caplives * 2 : 1024;
-			struct live *l = realloc(lives, cap * sizeof(*l));
-
-			if (!l)
-				return -1;
-			lives = l;
-			caplives = cap;
-		}
-		lives[n] = (struct live){ .pid = a.pid, .ustack = a.ustack, .kstack = a.kstack, .size = a.size };
-		memcpy(lives[n].comm, a.comm, sizeof(lives[n].comm));
-		n++;
-	}
+	if (walk(now, min_ns, &n))
+		return -1;
 	qsort(lives, n, sizeof(*lives), by_group);
 	for (size_t i = 0, j; i < n; i = j) {
 		__u64 bytes = 0, count = 0;
@@ -251,24 +299,15 @@ static const struct probe_def def = {
 	.attach = attach,
 };
 
-int main(int argc, char **argv)
+/* Checks the options of the chosen mode; user mode: finds the C library. 0 or an exit code. */
+static int check_mode(void)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
-	struct memleak_bpf *skel;
-	struct probe_def run = def;
-	int err;
-
-	if (!probe_init(&def, argc, argv, &opts))
-		return EXIT_OK;
-	/* The mode's hooks only: probe_prepare selects among them, the others are not loaded. */
-	run.hooks = kernel_mode ? hooks + NUSER : hooks;
-	run.nhooks = kernel_mode ? def.nhooks - NUSER : NUSER;
 	if (kernel_mode) {
 		if (libc_path) {
 			fprintf(stderr, "memleak: --libc is for user mode, not with --kernel\n");
 			return EXIT_USAGE;
 		}
-		goto open;
+		return 0;
 	}
 	if (sample_rate != 1) {
 		fprintf(stderr, "memleak: --sample-rate is for --kernel\n");
@@ -286,7 +325,24 @@ int main(int argc, char **argv)
 			env.pid, strerror(errno));
 		return EXIT_USAGE;
 	}
-open:
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts);
+	struct memleak_bpf *skel;
+	struct probe_def run = def;
+	int err;
+
+	if (!probe_init(&def, argc, argv, &opts))
+		return EXIT_OK;
+	err = check_mode();
+	if (err)
+		return err;
+	/* The mode's hooks only: probe_prepare selects among them; the others are not loaded. */
+	run.hooks = kernel_mode ? hooks + NUSER : hooks;
+	run.nhooks = kernel_mode ? def.nhooks - NUSER : NUSER;
 	skel = memleak_bpf__open_opts(&opts);
 	if (!skel)
 		return probe_open_failed(&def);
