@@ -954,3 +954,25 @@ void stack_agg_report(const struct stack_agg *a)
 	if (a->freed)
 		fprintf(stderr, "%s: freed %" PRIu64 " stacks no longer referenced\n", a->probe, a->freed);
 }
+
+int stack_agg_collect(struct stack_agg *a, struct stack_out *o, struct probe_ctx *ctx, stack_fill_fn fill)
+{
+	uint32_t n;
+
+	if (stack_agg_flip(a))
+		return -1;
+	n = stack_agg_sorted(a, ctx);
+	for (uint32_t j = 0; j < n; j++) {
+		char *r = stack_out_next(o);
+		struct stack_ids ids = { 0 };
+
+		if (!r)
+			return -1;
+		fill(r, stack_agg_key(a, a->items[j].i), &ids);
+		memcpy(r + o->ts_off, &a->flip_ns, sizeof(a->flip_ns));
+		stack_agg_fill(a, ctx, ids.pid, ids.ustack, ids.kstack, r + o->stack_off, o->stack_size);
+		if (stack_out_add(o, a->items[j].value))
+			return -1;
+	}
+	return 0;
+}

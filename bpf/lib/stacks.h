@@ -138,6 +138,7 @@ void stack_agg_fill(struct stack_agg *a, struct probe_ctx *ctx, uint32_t pid, ui
  */
 struct stack_out {
 	size_t rec_size, value_off;
+	size_t ts_off, stack_off, stack_size;	/* for stack_agg_collect (STACK_OUT) */
 	bool has_count;		/* a second u64 at count_off is summed as well (memleak) */
 	size_t count_off;
 	char *recs;		/* n records, then the scratch one */
@@ -155,6 +156,32 @@ int stack_out_add(struct stack_out *o, uint64_t v);
 int stack_out_add2(struct stack_out *o, uint64_t v, uint64_t c);
 /* Emits the merged records, largest value first. Returns 0, or -1 when output failed. */
 int stack_out_emit(struct stack_out *o, struct probe_ctx *ctx);
+
+/*
+ * The interval loop the stack probes share, for records with u64 ts_ns, char stack[] and u64
+ * value fields (STACK_OUT(EV) describes them):
+ *
+ *	static struct stack_out out = STACK_OUT(EV);
+ *	static void fill(void *rec, const void *key, struct stack_ids *ids)
+ *	{	... the probe's own fields of the zeroed record from its key, and whose stacks ... }
+ *	stack_agg_collect(&agg, &out, ctx, fill);	// flip, then every key, largest first
+ *	stack_agg_clear(&agg);
+ *	stack_out_emit(&out, ctx);
+ *
+ * collect sets ts_ns (the flip time), the folded stack text and the value itself.
+ */
+struct stack_ids {
+	uint32_t pid;		/* whose user stack it is (symbolized in that process) */
+	uint64_t ustack, kstack;
+};
+
+#define STACK_OUT(T) { .rec_size = sizeof(T), .value_off = offsetof(T, value), \
+	.ts_off = offsetof(T, ts_ns), .stack_off = offsetof(T, stack), .stack_size = sizeof(((T *)0)->stack) }
+
+typedef void (*stack_fill_fn)(void *rec, const void *key, struct stack_ids *ids);
+
+/* Returns 0, or -1 when a map could not be read or memory ran out. */
+int stack_agg_collect(struct stack_agg *a, struct stack_out *o, struct probe_ctx *ctx, stack_fill_fn fill);
 
 /* One stderr line: stacks folded, time per stack, symbols and files loaded. */
 void stack_agg_report(const struct stack_agg *a);

@@ -62,31 +62,26 @@ static int parse_arg(const char *name, const char *value)
 }
 
 static struct stack_agg agg = STACK_AGG_INIT;
-static struct stack_out out = { .rec_size = sizeof(EV), .value_off = offsetof(EV, value) };
+static struct stack_out out = STACK_OUT(EV);
+/* The probe's own fields of a record, from the key of its count map: the stack is the waker's. */
+static void fill(void *rec, const void *key, struct stack_ids *ids)
+{
+	EV *r = rec;
+	const struct wakeuptime_key *k = key;
+
+	r->pid = k->pid;
+	r->waker_pid = k->waker_pid;
+	memcpy(r->comm, k->comm, sizeof(r->comm));
+	memcpy(r->waker_comm, k->waker_comm, sizeof(r->waker_comm));
+	*ids = (struct stack_ids){ k->waker_pid, k->ustack, k->kstack };
+}
+
 static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 {
-	uint32_t n;
-
 	if (agg.slot_fd < 0 && stack_agg_setup(&agg, obj, "wakeuptime", sizeof(struct wakeuptime_key)))
 		return -1;
-	if (stack_agg_flip(&agg))
+	if (stack_agg_collect(&agg, &out, ctx, fill))
 		return -1;
-	n = stack_agg_sorted(&agg, ctx);
-	for (uint32_t j = 0; j < n; j++) {
-		const struct wakeuptime_key *k = stack_agg_key(&agg, agg.items[j].i);
-		EV *r = stack_out_next(&out);
-
-		if (!r)
-			return -1;
-		r->ts_ns = agg.flip_ns;
-		r->pid = k->pid;
-		r->waker_pid = k->waker_pid;
-		memcpy(r->comm, k->comm, sizeof(r->comm));
-		memcpy(r->waker_comm, k->waker_comm, sizeof(r->waker_comm));
-		stack_agg_fill(&agg, ctx, k->waker_pid, k->ustack, k->kstack, r->stack, sizeof(r->stack));
-		if (stack_out_add(&out, agg.items[j].value))
-			return -1;
-	}
 	stack_agg_clear(&agg);
 	return stack_out_emit(&out, ctx);
 }
