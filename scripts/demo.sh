@@ -28,7 +28,8 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== controller (gRPC 127.0.0.1:17474 for agents, admin API 127.0.0.1:17475, dashboard 127.0.0.1:17480)"
-bpfleet controller --data-dir "$work/controller" --grpc 127.0.0.1:17474 --admin 127.0.0.1:17475 \
+# node itself, not the bpfleet() function: $! must be the controller's PID for the cleanup to stop it.
+node controller/bin/bpfleet.js controller --data-dir "$work/controller" --grpc 127.0.0.1:17474 --admin 127.0.0.1:17475 \
   --http "${DEMO_HTTP:-127.0.0.1:17480}" > "$work/controller.log" 2>&1 & pids+=($!)
 for _ in $(seq 50); do grep -q 'admin API on' "$work/controller.log" && break; sleep 0.2; done
 echo "== dashboard: http://${DEMO_HTTP:-127.0.0.1:17480}/  log in with the admin token:"
