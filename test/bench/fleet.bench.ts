@@ -4,7 +4,7 @@
 // per-device rate with --baseline-devices devices (default 100) against a fresh controller.
 //
 //   npx tsx test/bench/fleet.bench.ts [--devices 1000] [--rate 100] [--seconds 60] [--baseline-devices 100]
-//        [--processes 2] [--transport grpc,mqtt] [--spool-sync interval|always|none] [--cpu-prof DIR] [--json]
+//        [--baseline-rate R] [--processes 2] [--transport grpc,mqtt] [--spool-sync interval|always|none] [--cpu-prof DIR] [--json]
 //
 // Per run it prints: events/s stored, loss per stage (ring buffer and spool from the sim's
 // counters and the controller's stats API; transport; store gaps, duplicates and rejections),
@@ -25,7 +25,7 @@ import { cpuSeconds, peakRssMiB } from './proc-stats.js';
 const { values: opt } = parseArgs({
   options: {
     devices: { type: 'string', default: '1000' }, rate: { type: 'string', default: '100' }, seconds: { type: 'string', default: '60' },
-    'baseline-devices': { type: 'string', default: '100' }, processes: { type: 'string', default: '2' },
+    'baseline-devices': { type: 'string', default: '100' }, 'baseline-rate': { type: 'string' }, help: { type: 'boolean', short: 'h' }, processes: { type: 'string', default: '2' },
     transport: { type: 'string', default: 'grpc,mqtt' }, 'cpu-prof': { type: 'string' }, json: { type: 'boolean', default: false },
     'drain-seconds': { type: 'string', default: '120' }, 'spool-sync': { type: 'string', default: 'interval' },
   },
@@ -178,24 +178,30 @@ function printTable(rows: Row[]): void {
 }
 
 async function main(): Promise<void> {
+  if (opt.help) {
+    process.stdout.write(`${readFileSync(new URL(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n')}\n`);
+    return;
+  }
   const devices = Number(opt.devices), rate = Number(opt.rate), seconds = Number(opt.seconds), baseDevices = Number(opt['baseline-devices']);
+  const baseRate = opt['baseline-rate'] === undefined ? rate : Number(opt['baseline-rate']);
+  if (![devices, rate, seconds, baseDevices, baseRate].every((n) => Number.isFinite(n) && n > 0)) throw new Error('fleet.bench: --devices, --rate, --seconds, --baseline-devices and --baseline-rate take positive numbers');
   const transports = opt.transport.split(',').map((s) => s.trim()).filter(Boolean);
   const profRoot = opt['cpu-prof'] ? path.resolve(opt['cpu-prof']) : undefined;
   const rows: Row[] = [];
   let slot = 0;
   for (const tr of transports) {
-    for (const [name, n] of [['baseline', baseDevices], ['fleet', devices]] as const) {
-      process.stderr.write(`fleet.bench: ${name}: ${n} devices x ${rate} events/s over ${tr} for ${seconds} s\n`);
+    for (const [name, n, r] of [['baseline', baseDevices, baseRate], ['fleet', devices, rate]] as const) {
+      process.stderr.write(`fleet.bench: ${name}: ${n} devices x ${r} events/s over ${tr} for ${seconds} s\n`);
       const prof = profRoot && name === 'fleet' ? path.join(profRoot, tr) : undefined;
       if (prof) mkdirSync(path.join(prof, 'sim'), { recursive: true });
-      rows.push(await oneRun(name, tr, n, rate, seconds, slot++, prof));
+      rows.push(await oneRun(name, tr, n, r, seconds, slot++, prof));
     }
   }
   if (opt.json) {
     process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     return;
   }
-  process.stdout.write(`\nFleet benchmark: ${rate} events/s per device, runs of ${seconds} s, ${opt.processes} sim processes, agent spools fsync ${opt['spool-sync']}; baseline ${baseDevices} devices\n\n`);
+  process.stdout.write(`\nFleet benchmark: ${rate} events/s per device, runs of ${seconds} s, ${opt.processes} sim processes, agent spools fsync ${opt['spool-sync']}; baseline ${baseDevices} devices x ${baseRate} events/s\n\n`);
   printTable(rows);
   for (const r of rows) {
     if (!r.profile) continue;

@@ -66,7 +66,11 @@ export interface ReplayOptions {
    * once. The sim opens it for every device together, after the deploy reached them all.
    */
   gate?: Promise<void>;
-  /** Generation tick (default 100 ms). */
+  /**
+   * Generation tick. Default: 100 ms, shortened at high rates so one tick never makes more than a
+   * quarter of the ring (a kernel produces continuously; a 100 ms burst of 20,000 records at
+   * 200,000/s would overflow a 256 KiB ring that the real loader drains as it fills).
+   */
   tickMs?: number;
   /** Records the "ring buffer" holds while the agent does not read (default: 256 KiB worth). */
   ringRecords?: number;
@@ -153,7 +157,8 @@ export class ReplayLoader implements LoaderHandle {
     const go = (): void => {
       if (this.exitedFlag || this.stopping) return;
       this.startedAt = Date.now();
-      this.tick = setInterval(() => this.generate(), this.opts.tickMs ?? 100);
+      const tickMs = this.opts.tickMs ?? Math.min(100, Math.max(1, Math.floor((1000 * this.ringMax) / 4 / Math.max(1, this.opts.rate))));
+      this.tick = setInterval(() => this.generate(), tickMs);
     };
     if (this.opts.gate) void this.opts.gate.then(go);
     else go();
