@@ -8,7 +8,11 @@
 //   memory        JS heap used and DOM nodes (CDP Performance.getMetrics), RSS of every browser process
 //   live updates  over a window on the fleet page: SSE messages and bytes the server pushed, fleet
 //                 events they folded, records stored, and the CPU the browser processes used;
-//                 then the same on the tcpstates probe page (event rows pushed to the table)
+//                 then the same on the tcpstates probe page (event rows pushed to the table, rows
+//                 the server left out as more than a message holds, records stored meanwhile);
+//                 in both windows the controller's CPU too (the probe page's rows are read from
+//                 the store: the difference to the fleet window is what following costs), and
+//                 the 1-minute load average at the end of the window (2 shared cores skew all of it)
 // Printed as a table, with ratios to the first (baseline) size.
 //
 //   npx tsx test/bench/dashboard.bench.ts [--devices 10,500] [--rate 2] [--window 20] [--json]
@@ -16,6 +20,7 @@
 // Needs root (the controller's data dir and ports only; the sim replays, it loads no eBPF),
 // /usr/bin/chromium and the built page (npx nx run controller:build-web).
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Page } from 'playwright-core';
@@ -48,9 +53,15 @@ interface Row {
   fleetEventsPerS: number;
   recordsPerS: number;
   fleetBrowserCpuPct: number;
+  fleetControllerCpuPct: number;
+  fleetLoad1: number;
   probeRowsPerS: number;
+  probeSkippedPerS: number;
+  probeStoredPerS: number;
   probeKiBPerS: number;
   probeBrowserCpuPct: number;
+  probeControllerCpuPct: number;
+  probeLoad1: number;
   probeHeapMiB: number;
 }
 
@@ -122,33 +133,39 @@ async function run(n: number, ports: number): Promise<Row> {
     const m0 = await metrics(page);
     const pids = browserPids(browser.userDir);
     const rss = procUsage(pids).rssBytes;
+    const controllerCpuMs = () => procUsage([f.controller!.child.pid!]).cpuMs;
 
     // Live updates on the fleet page.
     const storedNow = async () => (await admin<{ streams: { storedRecords: number }[] }>('/api/v1/stats')).streams.reduce((a, s) => a + s.storedRecords, 0);
     const r0 = await storedNow();
-    let s0 = await webStats(page), c0 = procUsage(browserPids(browser.userDir)).cpuMs;
+    let s0 = await webStats(page), c0 = procUsage(browserPids(browser.userDir)).cpuMs, k0 = controllerCpuMs();
     let w0 = Date.now();
     await sleep(WINDOW_S * 1000);
-    let s1 = await webStats(page), c1 = procUsage(browserPids(browser.userDir)).cpuMs;
+    let s1 = await webStats(page), c1 = procUsage(browserPids(browser.userDir)).cpuMs, k1 = controllerCpuMs();
     const r1 = await storedNow();
     let dt = (Date.now() - w0) / 1000;
     // /web/stats counts every SSE client; only this page's one is open.
     const fleetRow = {
       fleetMsgsPerS: (s1.sent - s0.sent) / dt, fleetKiBPerS: (s1.bytes - s0.bytes) / 1024 / dt,
       fleetEventsPerS: (s1.hubEvents - s0.hubEvents) / dt, recordsPerS: (r1 - r0) / dt, fleetBrowserCpuPct: (100 * (c1 - c0)) / 1000 / dt,
+      fleetControllerCpuPct: (100 * (k1 - k0)) / 1000 / dt, fleetLoad1: os.loadavg()[0]!,
     };
 
     // Live updates on the probe page: every stored tcpstates event of the fleet pushed as a row.
     await page.evaluate(() => { location.hash = '#/probe/tcpstates'; });
     await page.waitForSelector('#probe-count');
     await sleep(3000); // the last 10 minutes first
-    const received = () => page.evaluate(() => Number(/^(\d+) received/.exec(document.querySelector('#probe-count')?.textContent ?? '')?.[1] ?? 0));
-    s0 = await webStats(page); c0 = procUsage(browserPids(browser.userDir)).cpuMs;
-    const q0 = await received();
+    // Rows the page got, and rows the server left out (more than a message holds per tick).
+    const counts = () => page.evaluate(() => {
+      const text = document.querySelector('#probe-count')?.textContent ?? '';
+      return { received: Number(/^(\d+) received/.exec(text)?.[1] ?? 0), skipped: Number(/\((\d+) more skipped/.exec(text)?.[1] ?? 0) };
+    });
+    s0 = await webStats(page); c0 = procUsage(browserPids(browser.userDir)).cpuMs; k0 = controllerCpuMs();
+    const q0 = await counts(), p0 = await storedNow();
     w0 = Date.now();
     await sleep(WINDOW_S * 1000);
-    s1 = await webStats(page); c1 = procUsage(browserPids(browser.userDir)).cpuMs;
-    const q1 = await received();
+    s1 = await webStats(page); c1 = procUsage(browserPids(browser.userDir)).cpuMs; k1 = controllerCpuMs();
+    const q1 = await counts(), p1 = await storedNow();
     dt = (Date.now() - w0) / 1000;
     const m1 = await metrics(page);
 
@@ -156,7 +173,8 @@ async function run(n: number, ports: number): Promise<Row> {
       devices: n, running, connectS, firstRenderMs, firstRenderWallMs,
       heapMiB: (m0['JSHeapUsedSize'] ?? 0) / 2 ** 20, domNodes: m0['Nodes'] ?? 0, browserRssMiB: rss / 2 ** 20,
       ...fleetRow,
-      probeRowsPerS: (q1 - q0) / dt, probeKiBPerS: (s1.bytes - s0.bytes) / 1024 / dt, probeBrowserCpuPct: (100 * (c1 - c0)) / 1000 / dt,
+      probeRowsPerS: (q1.received - q0.received) / dt, probeSkippedPerS: (q1.skipped - q0.skipped) / dt, probeStoredPerS: (p1 - p0) / dt, probeKiBPerS: (s1.bytes - s0.bytes) / 1024 / dt, probeBrowserCpuPct: (100 * (c1 - c0)) / 1000 / dt,
+      probeControllerCpuPct: (100 * (k1 - k0)) / 1000 / dt, probeLoad1: os.loadavg()[0]!,
       probeHeapMiB: (m1['JSHeapUsedSize'] ?? 0) / 2 ** 20,
     };
   } finally {
@@ -173,7 +191,10 @@ function table(rows: Row[]): string {
     ['JS heap MiB', (r) => r.heapMiB, 1], ['DOM nodes', (r) => r.domNodes, 0], ['browser RSS MiB', (r) => r.browserRssMiB, 0],
     ['fleet: SSE msg/s', (r) => r.fleetMsgsPerS, 2], ['KiB/s', (r) => r.fleetKiBPerS, 1], ['fleet events/s', (r) => r.fleetEventsPerS, 0],
     ['records stored/s', (r) => r.recordsPerS, 0], ['browser CPU %', (r) => r.fleetBrowserCpuPct, 1],
-    ['probe: rows/s', (r) => r.probeRowsPerS, 0], ['KiB/s', (r) => r.probeKiBPerS, 1], ['browser CPU %', (r) => r.probeBrowserCpuPct, 1],
+    ['controller CPU %', (r) => r.fleetControllerCpuPct, 1], ['load avg 1 min', (r) => r.fleetLoad1, 2],
+    ['probe: rows/s', (r) => r.probeRowsPerS, 0], ['(skipped rows/s)', (r) => r.probeSkippedPerS, 0],
+    ['(records stored/s)', (r) => r.probeStoredPerS, 0], ['KiB/s', (r) => r.probeKiBPerS, 1], ['browser CPU %', (r) => r.probeBrowserCpuPct, 1],
+    ['controller CPU %', (r) => r.probeControllerCpuPct, 1], ['load avg 1 min', (r) => r.probeLoad1, 2],
     ['heap MiB', (r) => r.probeHeapMiB, 1],
   ];
   const lines = [`| ${['measure', ...rows.map((r) => `${r.devices} devices`), ...rows.slice(1).map(() => `x vs ${base.devices}`)].join(' | ')} |`,

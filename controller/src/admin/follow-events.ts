@@ -1,20 +1,16 @@
 // `events --follow`: records as they are stored, each once, across every matching stream.
 //
-// Device clocks cannot be trusted to agree with ours (boards without an RTC boot in 1970), so
-// "new" is decided per stream by sequence number, not by time: each stream remembers which seqs
-// it sent. A stream whose stored count grew is read from the last time it showed; if that finds
-// fewer new records than the count grew by (a late gap fill, a clock stepped back), the stream is
-// read again from the start of the follow window. (A stream that existed before the follow began
-// and has no window is read whole once, the first time it grows, to learn its last time.)
+// Driven by the store's commit-order cursor (Store.eventsAfter), not by time or per-stream
+// counters: device clocks cannot be trusted (boards without an RTC boot in 1970), a late gap
+// fill is new however old its records, and a poll must cost what was stored since the last one,
+// not one look per stream (1,000 devices at 5 batches/s wake a follower all the time).
+//
+// With `sinceUnixNs`, stored records from that time are read first by time; the cursor is taken
+// before that read, so a batch stored during it is read again through the cursor. Until the
+// cursor has caught up with the end of that read, records it already sent are skipped.
 import { iterateEvents } from '../export/event-pages.js';
-import type { Store, StoredEvent, StreamRow } from '../store/store.js';
+import type { Store, StoredEvent } from '../store/store.js';
 import { SeqSet } from './seq-set.js';
-
-interface StreamState {
-  sent: SeqSet;
-  storedRecords: number;
-  lastTime?: bigint;
-}
 
 export interface FollowOptions {
   deviceId?: string;
@@ -27,47 +23,52 @@ export interface FollowOptions {
   wake?: (cb: () => void) => () => void;
 }
 
+/** Records per store read, and per yield of the initial read by time. */
+const PAGE = 5000;
+
 const byTime = (a: StoredEvent, b: StoredEvent) =>
   a.timeUnixNs < b.timeUnixNs ? -1 : a.timeUnixNs > b.timeUnixNs ? 1
     : a.streamId < b.streamId ? -1 : a.streamId > b.streamId ? 1 : a.seq - b.seq;
 
-type FollowStore = Pick<Store, 'events' | 'streams' | 'gaps'>;
+type FollowStore = Pick<Store, 'events' | 'eventsHead' | 'eventsAfter'>;
 
 /** Yields the new records of each poll, in time order; ends when the signal aborts. */
 export async function* followEvents(store: FollowStore, opts: FollowOptions = {}): AsyncGenerator<StoredEvent[]> {
   const pollMs = opts.pollMs ?? 500;
-  const states = new Map<string, StreamState>();
-  const matching = async (): Promise<StreamRow[]> =>
-    (await store.streams(opts.deviceId === undefined ? {} : { deviceId: opts.deviceId }))
-      .filter((s) => opts.probe === undefined || s.probe === opts.probe);
-
-  if (opts.sinceUnixNs === undefined) {
-    // What is stored now counts as sent: [0, next_seq) minus the gaps (a late fill is news).
-    for (const s of await matching()) {
-      const sent = new SeqSet();
-      let at = 0;
-      for (const g of await store.gaps(s.streamId)) { sent.addRange(at, g.fromSeq); at = g.toSeq; }
-      sent.addRange(at, Number(s.nextSeq));
-      states.set(s.streamId, { sent, storedRecords: s.storedRecords });
-    }
-  }
-
+  const filter = { ...(opts.deviceId === undefined ? {} : { deviceId: opts.deviceId }),
+    ...(opts.probe === undefined ? {} : { probe: opts.probe }) };
   let woken = false;
   let wakeUp: (() => void) | undefined;
   const unsubscribe = opts.wake?.(() => { woken = true; wakeUp?.(); });
   try {
-    while (!opts.signal?.aborted) {
-      const batch: StoredEvent[] = [];
-      for (const s of await matching()) {
-        let st = states.get(s.streamId);
-        if (!st) { st = { sent: new SeqSet(), storedRecords: 0 }; states.set(s.streamId, st); }
-        if (s.storedRecords === st.storedRecords) continue;
-        const grew = s.storedRecords - st.storedRecords;
-        const from = st.lastTime ?? opts.sinceUnixNs;
-        const found = await readNew(store, s.streamId, st, from, batch);
-        if (found < grew && from !== opts.sinceUnixNs) await readNew(store, s.streamId, st, opts.sinceUnixNs, batch);
-        st.storedRecords = s.storedRecords;
+    let cursor = await store.eventsHead();
+    // Per stream, the seqs the read by time sent; dropped after the first full cursor read.
+    let sentByTime: Map<string, SeqSet> | undefined;
+    if (opts.sinceUnixNs !== undefined) {
+      sentByTime = new Map();
+      let page: StoredEvent[] = [];
+      for await (const ev of iterateEvents(store, { ...filter, sinceUnixNs: opts.sinceUnixNs },
+        opts.signal ? { signal: opts.signal } : {})) {
+        let sent = sentByTime.get(ev.streamId);
+        if (!sent) sentByTime.set(ev.streamId, sent = new SeqSet());
+        sent.add(ev.seq);
+        page.push(ev);
+        if (page.length >= PAGE) { yield page; page = []; }
       }
+      if (page.length) yield page;
+    }
+
+    while (!opts.signal?.aborted) {
+      let batch: StoredEvent[] = [];
+      for (let more = true; more && !opts.signal?.aborted;) {
+        const r = await store.eventsAfter(cursor, { ...filter, limit: PAGE });
+        ({ cursor, more } = r);
+        for (const ev of r.events) if (!sentByTime?.get(ev.streamId)?.has(ev.seq)) batch.push(ev);
+        if (more && batch.length >= PAGE) { yield batch.sort(byTime); batch = []; }
+      }
+      // That read began after the read by time ended and went to the end: the cursor now covers
+      // everything the read by time could have seen.
+      sentByTime = undefined;
       if (batch.length) yield batch.sort(byTime);
       if (opts.signal?.aborted) break;
       if (!woken) {
@@ -83,18 +84,4 @@ export async function* followEvents(store: FollowStore, opts: FollowOptions = {}
   } finally {
     unsubscribe?.();
   }
-}
-
-/** Appends the stream's records from `since` not sent yet; returns how many. */
-async function readNew(store: FollowStore, streamId: string, st: StreamState, since: bigint | undefined,
-  out: StoredEvent[]): Promise<number> {
-  let n = 0;
-  for await (const ev of iterateEvents(store, { streamId, ...(since === undefined ? {} : { sinceUnixNs: since }) })) {
-    if (st.lastTime === undefined || ev.timeUnixNs > st.lastTime) st.lastTime = ev.timeUnixNs;
-    if (st.sent.has(ev.seq)) continue;
-    st.sent.add(ev.seq);
-    out.push(ev);
-    n++;
-  }
-  return n;
 }

@@ -4,7 +4,9 @@ import type Database from 'better-sqlite3';
 import { decodeRecord } from '@bpfleet/proto';
 import { StoreConflictError } from './errors.js';
 import type { SqliteManifests } from './sqlite-manifests.js';
-import type { EventQuery, GapRow, RejectionRow, StoredEvent, StreamCursorState, StreamRow } from './store.js';
+import type {
+  EventCursor, EventQuery, EventsAfter, EventsAfterQuery, GapRow, RejectionRow, StoredEvent, StreamCursorState, StreamRow,
+} from './store.js';
 
 const DEFAULT_LIMIT = 1000;
 const MAX_LIMIT = 1_000_000;
@@ -55,7 +57,34 @@ function toStreamRow(r: StreamDbRow): StreamRow {
   };
 }
 
+interface AfterRow {
+  rid: bigint; stream_id: string; device_id: string; probe: string; schema_id: string; first_seq: bigint;
+  clock_offset_ns: bigint; records: Buffer; interval_index: Buffer | null;
+}
+
+/**
+ * The batches in (cursor, head], oldest first; parameters: cursor, head, then `args`. CROSS JOIN
+ * keeps batches the outer loop, walked by rowid: a filter on streams must not make SQLite visit
+ * every matching stream and all its batches instead. Exported for the query-plan test.
+ */
+export function eventsAfterSql(q: EventsAfterQuery): { sql: string; args: string[] } {
+  const where = ['b.rowid > ?', 'b.rowid <= ?'];
+  const args: string[] = [];
+  if (q.deviceId !== undefined) { where.push('s.device_id = ?'); args.push(q.deviceId); }
+  if (q.probe !== undefined) { where.push('s.probe = ?'); args.push(q.probe); }
+  return {
+    sql: `SELECT b.rowid AS rid, s.stream_id, s.device_id, s.probe, s.schema_id, b.first_seq, b.clock_offset_ns,
+        b.records, b.interval_index
+      FROM batches b CROSS JOIN streams s ON s.id = b.stream
+      WHERE ${where.join(' AND ')} ORDER BY b.rowid`,
+    args,
+  };
+}
+
 export class SqliteEvents {
+  /** eventsAfter statements by SQL (four shapes): a follower runs one per stored batch it is woken for. */
+  private readonly afterStatements = new Map<string, Database.Statement>();
+
   constructor(private readonly db: Database.Database, private readonly manifests: SqliteManifests) {}
 
   events(q: EventQuery = {}): StoredEvent[] {
@@ -117,6 +146,53 @@ export class SqliteEvents {
       if (row.interval_index) ev.interval = row.interval_index.readUInt32LE(index * 4);
       return ev;
     });
+  }
+
+  // The cursor is the rowid of batches. SQLite has one writer at a time and gives a new row
+  // max(rowid) + 1, so rowids grow in commit order. They are reused only when the rows holding the
+  // highest rowids are deleted; nothing deletes batches (a retention that did would have to keep
+  // the newest row, or switch the table to AUTOINCREMENT).
+  eventsHead(): EventCursor {
+    const r = this.db.prepare('SELECT max(rowid) AS h FROM batches').safeIntegers(true).get() as { h: bigint | null };
+    return String(r.h ?? 0n);
+  }
+
+  eventsAfter(cursor: EventCursor, q: EventsAfterQuery = {}): EventsAfter {
+    if (!/^(0|[1-9]\d{0,18})$/.test(cursor)) {
+      throw new RangeError(`events cursor "${cursor}" is not one of this SQLite store's (a batch rowid)`);
+    }
+    const limit = q.limit ?? DEFAULT_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
+      throw new RangeError(`eventsAfter: limit must be an integer in 1..${MAX_LIMIT}, got ${limit}`);
+    }
+    // One read transaction: the head and the rows come from the same snapshot (another process
+    // may write the file).
+    return this.db.transaction(() => {
+      const head = BigInt(this.eventsHead());
+      const { sql, args } = eventsAfterSql(q);
+      let stmt = this.afterStatements.get(sql);
+      if (!stmt) this.afterStatements.set(sql, stmt = this.db.prepare(sql).safeIntegers(true));
+      const rows = stmt.iterate(BigInt(cursor), head, ...args) as IterableIterator<AfterRow>;
+      const events: StoredEvent[] = [];
+      let at = head;
+      let more = false;
+      for (const row of rows) {
+        if (events.length >= limit) { more = true; break; }
+        const schema = this.manifests.schema(row.schema_id);
+        if (!schema) throw new StoreConflictError(`stream ${row.stream_id}: manifest ${row.schema_id} missing from the database`);
+        for (let i = 0, off = 0; off < row.records.length; i++, off += schema.recordSize) {
+          const ev: StoredEvent = {
+            streamId: row.stream_id, deviceId: row.device_id, probe: row.probe, seq: Number(row.first_seq) + i,
+            timeUnixNs: row.records.readBigUInt64LE(off + schema.tsOffset) + row.clock_offset_ns,
+            fields: decodeRecord(schema.manifest, row.records.subarray(off, off + schema.recordSize)),
+          };
+          if (row.interval_index) ev.interval = row.interval_index.readUInt32LE(i * 4);
+          events.push(ev);
+        }
+        at = row.rid;
+      }
+      return { events, cursor: String(more ? at : head), more };
+    })();
   }
 
   streams(filter: { deviceId?: string } = {}): StreamRow[] {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { StoreIoError } from './errors.js';
 import { LATEST_VERSION, MIGRATIONS, migrate, schemaVersion } from './migrations.js';
+import { eventsAfterSql } from './sqlite-events.js';
 import { SqliteStore } from './sqlite-store.js';
 import { storeContract } from './store-contract.js';
 import { loadTcpstates, seqBatch } from './tcpstates-fixture.js';
@@ -121,5 +122,28 @@ describe('migrations', () => {
     db.prepare("INSERT INTO schema_version (version, what, applied_at_ms) VALUES (99, 'future', 0)").run();
     db.close();
     expect(() => SqliteStore.open(path)).toThrow(/schema version 99, this controller knows up to \d+/);
+  });
+});
+
+describe('SqliteStore eventsAfter at 1,000 streams', () => {
+  it('walks only the new batches by rowid whichever filter is given (the query plan)', async () => {
+    const store = SqliteStore.open(freshPath());
+    try {
+      await store.putManifest(schemaId, manifest);
+      const dev = (i: number) => `d-${String(i).padStart(16, '0')}`;
+      await store.ingestMany(Array.from({ length: 1000 }, (_, i) =>
+        ({ deviceId: dev(i), batch: seqBatch(schemaId, manifest, `${dev(i)}/tcpstates/r1`, 1, 2) })));
+      store.db.exec('ANALYZE');
+      // Without the forced join order, a device filter makes SQLite read every batch of the
+      // device's streams through batches_by_seq and sort them.
+      for (const q of [{}, { probe: 'tcpstates' }, { deviceId: dev(5) }, { deviceId: dev(5), probe: 'tcpstates' }]) {
+        const { sql, args } = eventsAfterSql(q);
+        const plan = (store.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(990n, 1000n, ...args) as { detail: string }[]).map((r) => r.detail);
+        expect(plan, JSON.stringify(q)).toEqual(['SEARCH b USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)',
+          'SEARCH s USING INTEGER PRIMARY KEY (rowid=?)']);
+      }
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -18,8 +18,8 @@ import { SqliteRegistry } from './sqlite-registry.js';
 import { SqliteSmoke } from './sqlite-smoke.js';
 import { SqliteTelemetry } from './sqlite-telemetry.js';
 import type {
-  BundleSpec, DeploymentState, EnrollmentTokenSpec, EnrollRequestSpec, EventQuery, IngestItem, IngestOutcome,
-  IngestResult, SmokeQuery, SmokeResultRow, Store,
+  BundleSpec, DeploymentState, EnrollmentTokenSpec, EnrollRequestSpec, EventCursor, EventQuery, EventsAfterQuery, IngestItem,
+  IngestOutcome, IngestResult, SmokeQuery, SmokeResultRow, Store,
 } from './store.js';
 
 export interface SqliteStoreOptions {
@@ -188,6 +188,12 @@ export class SqliteStore implements Store {
   }
   events(query?: EventQuery) {
     return this.io(() => this.reader.events(query));
+  }
+  eventsHead() {
+    return this.io(() => this.reader.eventsHead());
+  }
+  eventsAfter(cursor: EventCursor, query?: EventsAfterQuery) {
+    return this.io(() => this.reader.eventsAfter(cursor, query));
   }
   streams(filter?: { deviceId?: string }) {
     return this.io(() => this.reader.streams(filter));

@@ -155,6 +155,59 @@ export function storeContract(name: string, openFresh: OpenFreshStore): void {
       });
     });
 
+    describe('following in commit order (eventsAfter)', () => {
+      const R2 = `${DEV}/tcpstates/r2`;
+      const keys = (evs: { streamId: string; seq: number }[]) => evs.map((e) => `${e.streamId === STREAM ? 'r1' : 'r2'}:${e.seq}`);
+
+      it('answers each batch committed after the cursor once, in commit order, a late gap fill included', async () => {
+        await store.ingestBatch(DEV, batch(1, 5));
+        const head = await store.eventsHead();
+        expect(await store.eventsAfter(head)).toEqual({ events: [], cursor: expect.any(String), more: false });
+        await store.ingestBatch(DEV, batch(10, 3)); // 6..9 missing
+        await store.ingestBatch(DEV, batch(1, 2, R2));
+        await store.ingestBatch(DEV, batch(4, 8)); // 4, 5 and 10..11 stored already: the fill 6..9 is new
+        const r = await store.eventsAfter(head);
+        expect(keys(r.events)).toEqual(['r1:10', 'r1:11', 'r1:12', 'r2:1', 'r2:2', 'r1:6', 'r1:7', 'r1:8', 'r1:9']);
+        expect(r.more).toBe(false);
+        // The same records, times and fields as the read by time.
+        const byTime = await store.events({ limit: 100 });
+        const bySeq = (evs: typeof byTime) => [...evs].sort((a, b) => a.streamId.localeCompare(b.streamId) || a.seq - b.seq);
+        expect(bySeq(r.events)).toEqual(bySeq(byTime.filter((e) => e.streamId === R2 || e.seq >= 6)));
+        await store.ingestBatch(DEV, batch(1, 12)); // a replay: nothing stored, nothing new
+        expect((await store.eventsAfter(r.cursor)).events).toEqual([]);
+        await store.ingestBatch(DEV, batch(13, 1));
+        const next = await store.eventsAfter(r.cursor);
+        expect(keys(next.events)).toEqual(['r1:13']);
+        expect((await store.eventsAfter(next.cursor)).events).toEqual([]);
+      });
+
+      it('filters by device and probe, and cuts at the limit between whole batches', async () => {
+        const start = await store.eventsHead();
+        for (const first of [1, 5, 9]) await store.ingestBatch(DEV, batch(first, 4));
+        await store.ingestBatch(DEV, batch(1, 4, R2));
+        expect(await store.eventsAfter(start, { probe: 'tcplife' })).toMatchObject({ events: [], more: false });
+        expect(await store.eventsAfter(start, { deviceId: 'd-other' })).toMatchObject({ events: [], more: false });
+        // A cursor that skipped other probes' batches has moved past them all the same.
+        const skipped = await store.eventsAfter(start, { probe: 'tcplife' });
+        expect((await store.eventsAfter(skipped.cursor)).events).toEqual([]);
+
+        const first = await store.eventsAfter(start, { deviceId: DEV, probe: 'tcpstates', limit: 5 });
+        expect(keys(first.events)).toEqual(['r1:1', 'r1:2', 'r1:3', 'r1:4', 'r1:5', 'r1:6', 'r1:7', 'r1:8']);
+        expect(first.more).toBe(true);
+        await store.ingestBatch(DEV, batch(13, 2)); // committed while paging: comes after the rest
+        const rest = await store.eventsAfter(first.cursor, { limit: 5 });
+        expect(keys(rest.events)).toEqual(['r1:9', 'r1:10', 'r1:11', 'r1:12', 'r2:1', 'r2:2', 'r2:3', 'r2:4']);
+        let all = [...rest.events];
+        for (let c = rest; c.more;) { c = await store.eventsAfter(c.cursor, { limit: 5 }); all = [...all, ...c.events]; }
+        expect(keys(all).slice(8)).toEqual(['r1:13', 'r1:14']);
+      });
+
+      it('refuses a cursor it did not make, and a bad limit', async () => {
+        await expect(store.eventsAfter('not-a-cursor')).rejects.toThrow(RangeError);
+        await expect(store.eventsAfter(await store.eventsHead(), { limit: 0 })).rejects.toThrow(/limit must be an integer/);
+      });
+    });
+
     describe('rejected input: counted, nothing stored', () => {
       const cases: [string, () => ReturnType<typeof batch>, string, RegExp][] = [
         ['records length != count x record_size', () => ({ ...batch(1, 3), records: Buffer.alloc(88 * 3 - 1) }), 'malformed', /263 bytes, count 3 x record_size 88/],

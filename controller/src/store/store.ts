@@ -69,6 +69,35 @@ export interface EventQuery {
   limit?: number;
 }
 
+/**
+ * A position in the order batches are committed, opaque and backend-specific (SQLite: a rowid;
+ * PostgreSQL: snapshots). Time cannot serve: device clocks disagree, and a late gap fill is new
+ * however old its records are.
+ */
+export type EventCursor = string;
+
+export interface EventsAfterQuery {
+  deviceId?: string;
+  probe?: string;
+  /**
+   * Stop once this many records are in the answer (default 1000). Batches are never split, so an
+   * answer can hold up to one batch more.
+   */
+  limit?: number;
+}
+
+export interface EventsAfter {
+  /** Records of the batches committed after the cursor, batch by batch (not in time order). */
+  events: StoredEvent[];
+  /** Pass to the next call. */
+  cursor: EventCursor;
+  /**
+   * The limit cut the answer short: call again at once. When false, the cursor covers every batch
+   * committed before this call began.
+   */
+  more: boolean;
+}
+
 export interface StreamRow {
   streamId: string;
   deviceId: string;
@@ -303,6 +332,13 @@ export interface Store {
   declareLost(deviceId: string, streamId: string, firstHeldSeq: bigint): Promise<StreamCursorState>;
   cursor(streamId: string): Promise<StreamCursorState | undefined>;
   events(query?: EventQuery): Promise<StoredEvent[]>;
+  /** The cursor of what is committed now: eventsAfter(eventsHead()) answers only later batches. */
+  eventsHead(): Promise<EventCursor>;
+  /**
+   * Records of batches committed after `cursor`, each batch once across successive calls, costing
+   * what is new, not what is stored. Throws RangeError for a cursor this store did not make.
+   */
+  eventsAfter(cursor: EventCursor, query?: EventsAfterQuery): Promise<EventsAfter>;
   streams(filter?: { deviceId?: string }): Promise<StreamRow[]>;
   gaps(streamId: string): Promise<GapRow[]>;
   rejections(): Promise<RejectionRow[]>;

@@ -3,7 +3,9 @@
 import type { Pool } from 'pg';
 import { decodeRecord } from '@bpfleet/proto';
 import { StoreConflictError } from '../errors.js';
-import type { EventQuery, GapRow, RejectionRow, StoredEvent, StreamCursorState, StreamRow } from '../store.js';
+import type {
+  EventCursor, EventQuery, EventsAfter, EventsAfterQuery, GapRow, RejectionRow, StoredEvent, StreamCursorState, StreamRow,
+} from '../store.js';
 import type { PgManifests } from './pg-manifests.js';
 
 const DEFAULT_LIMIT = 1000;
@@ -40,6 +42,32 @@ function toStreamRow(r: StreamDbRow): StreamRow {
     openGapRecords: Number(r.open_gap_records), lostGapRecords: Number(r.lost_gap_records),
     filledGapRecords: Number(r.filled_gap_records), lastBatchAtMs: r.last_batch_at_ms === null ? null : Number(r.last_batch_at_ms),
   };
+}
+
+interface AfterRow {
+  tx: string; stream: string; first_seq: string; stream_id: string; device_id: string; probe: string; schema_id: string;
+  clock_offset_ns: string; records: Buffer; interval_index: Buffer | null;
+}
+
+/** A pg_snapshot as text, "xmin:xmax:xip,...", parsed only as far as the index range needs. */
+const SNAPSHOT = /^(\d{1,20}):(\d{1,20}):(?:\d{1,20}(?:,\d{1,20})*)?$/;
+const KEY = /^(\d{1,20})\.(\d{1,19})\.(\d{1,19})$/;
+
+/**
+ * An eventsAfter cursor: the batches of transactions visible in snapshot `from` are delivered;
+ * while a read from `from` to `to` is cut short by its limit, also those of `to` up to `after`
+ * (tx, stream, first_seq).
+ */
+interface PgCursor { from: string; to?: string | undefined; after?: [string, string, string] | undefined }
+
+function parseCursor(text: string): PgCursor {
+  const [from, to, after, ...rest] = text.split('/');
+  const key = after === undefined ? undefined : KEY.exec(after);
+  if (!SNAPSHOT.test(from!) || (to !== undefined && !SNAPSHOT.test(to)) || (to === undefined) !== (after === undefined)
+    || (after !== undefined && !key) || rest.length > 0) {
+    throw new RangeError(`events cursor "${text}" is not one of this PostgreSQL store's (a pg_snapshot, or two and a batch key)`);
+  }
+  return { from: from!, ...(to === undefined ? {} : { to, after: [key![1]!, key![2]!, key![3]!] as [string, string, string] }) };
 }
 
 export class PgEvents {
@@ -114,6 +142,75 @@ export class PgEvents {
       result.push(ev);
     }
     return result;
+  }
+
+  // Sequence or insert order is not commit order in PostgreSQL: a cursor is a snapshot instead.
+  // The batches new since snapshot `from` are those whose transaction (the tx column) is not
+  // visible in it but is in a later snapshot `to`; every one of them has from.xmin <= tx <
+  // to.xmax, the range batches_by_tx walks. That range also holds batches already delivered
+  // when a transaction older than them was still running at `from`: a long-running writer makes
+  // each read rescan what committed since it began, but never loses or repeats a batch.
+  async eventsHead(): Promise<EventCursor> {
+    return (await this.pool.query<{ s: string }>('SELECT pg_current_snapshot()::text AS s')).rows[0]!.s;
+  }
+
+  async eventsAfter(cursor: EventCursor, q: EventsAfterQuery = {}): Promise<EventsAfter> {
+    const limit = q.limit ?? DEFAULT_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
+      throw new RangeError(`eventsAfter: limit must be an integer in 1..${MAX_LIMIT}, got ${limit}`);
+    }
+    let { from, to, after } = parseCursor(cursor);
+    const events: StoredEvent[] = [];
+    for (;;) {
+      // A window left by a cut-short answer is finished first, then one to now is read.
+      const continuing = to !== undefined;
+      to ??= await this.eventsHead();
+      const args: unknown[] = [from.split(':')[0], to.split(':')[1], from, to];
+      const arg = (v: unknown) => { args.push(v); return `$${args.length}`; };
+      const where = ['b.tx >= $1::xid8', 'b.tx < $2::xid8', 'NOT pg_visible_in_snapshot(b.tx, $3::pg_snapshot)',
+        'pg_visible_in_snapshot(b.tx, $4::pg_snapshot)'];
+      if (q.deviceId !== undefined) where.push(`s.device_id = ${arg(q.deviceId)}`);
+      if (q.probe !== undefined) where.push(`s.probe = ${arg(q.probe)}`);
+      const base = args.length;
+      const sql = (paging: boolean) => `SELECT b.tx::text AS tx, b.stream::text AS stream, b.first_seq::text AS first_seq,
+          s.stream_id, s.device_id, s.probe, s.schema_id, b.clock_offset_ns::text AS clock_offset_ns, b.records, b.interval_index
+        FROM batches b JOIN streams s ON s.id = b.stream
+        WHERE ${[...where, ...(paging ? [`(b.tx, b.stream, b.first_seq) > ($${base + 1}::xid8, $${base + 2}::bigint, $${base + 3}::bigint)`] : [])]
+          .join(' AND ')}
+        ORDER BY b.tx, b.stream, b.first_seq LIMIT ${PAGE}`;
+      for (;;) {
+        const page = (await this.pool.query<AfterRow>(sql(after !== undefined), after ? [...args, ...after] : args)).rows;
+        for (const [i, row] of page.entries()) {
+          if (events.length >= limit) return { events, cursor: `${from}/${to}/${after!.join('.')}`, more: true };
+          await this.decodeBatch(row, events);
+          after = [row.tx, row.stream, row.first_seq];
+          if (i === page.length - 1 && page.length === PAGE && events.length >= limit) {
+            return { events, cursor: `${from}/${to}/${after.join('.')}`, more: true };
+          }
+        }
+        if (page.length < PAGE) break;
+      }
+      if (!continuing || events.length >= limit) return { events, cursor: to, more: continuing };
+      from = to;
+      to = undefined;
+      after = undefined;
+    }
+  }
+
+  /** Appends the records of one batch row. */
+  private async decodeBatch(row: AfterRow, out: StoredEvent[]): Promise<void> {
+    const schema = await this.manifests.schema(this.pool, row.schema_id);
+    if (!schema) throw new StoreConflictError(`stream ${row.stream_id}: manifest ${row.schema_id} missing from the database`);
+    const offset = BigInt(row.clock_offset_ns);
+    for (let k = 0, at = 0; at < row.records.length; k++, at += schema.recordSize) {
+      const ev: StoredEvent = {
+        streamId: row.stream_id, deviceId: row.device_id, probe: row.probe, seq: Number(row.first_seq) + k,
+        timeUnixNs: row.records.readBigUInt64LE(at + schema.tsOffset) + offset,
+        fields: decodeRecord(schema.manifest, row.records.subarray(at, at + schema.recordSize)),
+      };
+      if (row.interval_index) ev.interval = row.interval_index.readUInt32LE(k * 4);
+      out.push(ev);
+    }
   }
 
   async streams(filter: { deviceId?: string } = {}): Promise<StreamRow[]> {

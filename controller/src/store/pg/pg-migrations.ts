@@ -217,6 +217,20 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
       CREATE INDEX smoke_results_by_device ON smoke_results(device_id, probe, created_at_ms);
     `,
   },
+  {
+    version: 5,
+    what: 'batches: the storing transaction, so that readers follow new batches in commit order',
+    sql: `
+      -- eventsAfter's position. Not an identity column: sequence values are taken at insert, so
+      -- a transaction can commit a lower one after a higher one was read. Transaction ids checked
+      -- against two snapshots say exactly which batches committed between two reads (pg-events.ts).
+      -- Rows stored before this migration keep NULL, which no cursor range matches: they are older
+      -- than any cursor, and adding the column this way does not rewrite a large table.
+      ALTER TABLE batches ADD COLUMN tx xid8;
+      ALTER TABLE batches ALTER COLUMN tx SET DEFAULT pg_current_xact_id();
+      CREATE INDEX batches_by_tx ON batches(tx, stream, first_seq);
+    `,
+  },
 ];
 
 export const PG_LATEST_VERSION = PG_MIGRATIONS[PG_MIGRATIONS.length - 1]!.version;

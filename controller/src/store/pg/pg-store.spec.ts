@@ -11,6 +11,8 @@ import { StoreIoError } from '../errors.js';
 import { storeContract } from '../store-contract.js';
 import type { IngestItem, IngestOutcome } from '../store.js';
 import { loadTcpstates, seqBatch } from '../tcpstates-fixture.js';
+import { ingestInTx } from './pg-ingest.js';
+import { PgManifests } from './pg-manifests.js';
 import { PG_LATEST_VERSION, PG_MIGRATIONS } from './pg-migrations.js';
 import { PgStore } from './pg-store.js';
 
@@ -147,6 +149,30 @@ describe('two controllers on one database', () => {
     await a.ingestBatch(DEV, seqBatch(schemaId, manifest, s, 41, 5));
     expect((await b.declareLost(DEV, s, 41n)).ackedThrough).toBe(45n);
     expect(await a.cursor(s)).toMatchObject({ ackedThrough: 45n, nextSeq: 46n });
+  });
+
+  it('follows commits, not inserts: a batch committed after a later-started one was read is neither lost nor repeated', async () => {
+    const x = streamOf(20), y = streamOf(21);
+    const head = await a.eventsHead();
+    // X is inserted first, in a transaction of controller a left open; Y commits meanwhile through b.
+    const c = await a.pool.connect();
+    try {
+      await c.query('BEGIN');
+      await ingestInTx(c, new PgManifests(), [{ deviceId: DEV, batch: seqBatch(schemaId, manifest, x, 1, 5) }], Date.now());
+      await b.ingestBatch(DEV, seqBatch(schemaId, manifest, y, 1, 3));
+      const first = await a.eventsAfter(head);
+      expect(first.events.map((e) => `${e.streamId}:${e.seq}`)).toEqual([1, 2, 3].map((i) => `${y}:${i}`));
+      await c.query('COMMIT');
+      const second = await b.eventsAfter(first.cursor);
+      expect(second.events.map((e) => `${e.streamId}:${e.seq}`)).toEqual([1, 2, 3, 4, 5].map((i) => `${x}:${i}`));
+      expect((await a.eventsAfter(second.cursor)).events).toEqual([]);
+    } finally {
+      c.release();
+    }
+    // X does sort before Y in the table: a cursor of "the highest position read" would skip it.
+    const order = pg.psql(`t${dbIndex(url)}`, `SELECT (SELECT min(tx) FROM batches JOIN streams s ON s.id = stream WHERE s.stream_id = '${x}')
+      < (SELECT min(tx) FROM batches JOIN streams s ON s.id = stream WHERE s.stream_id = '${y}')`);
+    expect(order.trim()).toBe('t');
   });
 
   it('enrolls a token once when both controllers present it at the same time', async () => {

@@ -11,8 +11,8 @@ import type { DeviceFacts, EventBatch, Heartbeat, Manifest, PipelineStats, Probe
 import { MAX_SEQ, parseStreamId } from '../batch-check.js';
 import { StoreConflictError } from '../errors.js';
 import type {
-  BundleSpec, DeploymentState, EnrollmentTokenSpec, EnrollRequestSpec, EventQuery, IngestItem, IngestOutcome, IngestResult,
-  SmokeQuery, SmokeResultRow, Store,
+  BundleSpec, DeploymentState, EnrollmentTokenSpec, EnrollRequestSpec, EventCursor, EventQuery, EventsAfterQuery, IngestItem,
+  IngestOutcome, IngestResult, SmokeQuery, SmokeResultRow, Store,
 } from '../store.js';
 import { parsePgUrl, translatePgError, type PgTarget } from './pg-errors.js';
 import { PgEvents } from './pg-events.js';
@@ -202,6 +202,12 @@ export class PgStore implements Store {
   }
   events(query?: EventQuery) {
     return this.io(() => this.reader.events(query));
+  }
+  eventsHead() {
+    return this.io(() => this.reader.eventsHead());
+  }
+  eventsAfter(cursor: EventCursor, query?: EventsAfterQuery) {
+    return this.io(() => this.reader.eventsAfter(cursor, query));
   }
   streams(filter?: { deviceId?: string }) {
     return this.io(() => this.reader.streams(filter));
