@@ -84,8 +84,9 @@ struct probe_arg {
  * The on-device smoke test of a probe (manifest "smoke"; run by the agent on RunSmokeTest):
  * start the loader with args, fire the trigger, and expect a record whose fields match every
  * entry of expect. args and expect values may hold placeholders the agent fills from its
- * trigger: {port} (the trigger's TCP port), {pid} (the process that made the activity),
- * {bytes}, {pages}, {loops} (bpf/README.md, "Smoke tests", lists the triggers and what each fills).
+ * trigger: {port} (the trigger's TCP or UDP port), {pid} (the process that made the activity),
+ * {addr} (its own 127/8 address), {bytes}, {pages}, {loops}, {files}, {packets} (bpf/README.md,
+ * "Smoke tests", lists the triggers and what each fills).
  */
 struct probe_smoke_expect {
 	const char *field;	/* a field of the record */
@@ -96,8 +97,11 @@ struct probe_smoke_expect {
 struct probe_smoke {
 	/* What the agent does on the device: "tcp_loopback" (a server on 127.0.0.1:{port}, one client
 	 * connection from the agent's own process that sends {bytes}, the server echoes them, both
-	 * close), "process_activity" (a child shell {pid} runs, sleeps, forks/execs, exits) or
-	 * "page_touch" (the agent {pid} faults in {pages} fresh pages). */
+	 * close), "process_activity" (a child shell {pid} runs, sleeps, forks/execs, exits),
+	 * "page_touch" (the agent {pid} faults in {pages} fresh pages), "cpu_load" (a child {pid}
+	 * busy in the kernel until the load average is above 0), "open_files" (a child {pid} holds
+	 * {files} open files), "ping_loopback" (pings {addr} over lo), "udp_loopback" ({packets}
+	 * datagrams from {addr} over lo) or "kvm_guest" (a QEMU KVM guest {pid} starts running). */
 	const char *trigger;
 	const char *const *args;	/* NULL-terminated loader args isolating the trigger */
 	const struct probe_smoke_expect *expect;

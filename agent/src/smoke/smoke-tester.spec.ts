@@ -2,6 +2,7 @@
 // loopback trigger, and a recording sink standing in for the session's spool + stream (the
 // session spec covers that path). Expectations follow this kernel's capabilities: a probe
 // whose only hook is a kprobe is `unsupported` here when the kernel has no kprobes.
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { decodeRecord } from '@bpfleet/proto';
@@ -12,6 +13,7 @@ import { readKernelCaps } from '../system/index.js';
 import { describeLoaderFailure } from './loader-failure.js';
 import { SmokeTester } from './smoke-tester.js';
 import type { SmokeProbeResult } from './smoke-types.js';
+import { findExecutable, SmokeUnsupportedError } from './trigger-support.js';
 
 const NETWORK = ['skbclone', 'tcpbytes', 'tcplife', 'tcpstates', 'tcptop', 'tcpwin'];
 let tmp: string;
@@ -118,6 +120,64 @@ describe('SmokeTester with real loaders', () => {
     expect(missing).toMatchObject({ probe: 'nosuchprobe', outcome: 'fail' });
     expect(missing!.reason).toMatch(/probe nosuchprobe is not installed/);
   }, 120_000);
+});
+
+describe('SmokeTester with the triggers of the other probes', () => {
+  it('netstat, loadmon, memleak, xdpping, xdpdrop, kvmexit: a record tied to their trigger (kvmexit: unsupported without KVM or QEMU)', async () => {
+    const probes = ['netstat', 'loadmon', 'memleak', 'xdpping', 'xdpdrop', 'kvmexit'];
+    const sink = new RecordingSink();
+    const report = await tester(sink, probes).run({ commandId: 'c3', probes: [] });
+    const got = byProbe(report.probes);
+    expect([...got.keys()]).toEqual(probes);
+    const triggers = { netstat: 'tcp_loopback', loadmon: 'cpu_load', memleak: 'open_files', xdpping: 'ping_loopback', xdpdrop: 'udp_loopback',
+      kvmexit: 'kvm_guest' } as Record<string, string>;
+    const kvm = existsSync('/dev/kvm') && findExecutable('qemu-system-x86_64') !== undefined;
+    for (const probe of probes) {
+      const r = got.get(probe)!;
+      expect(r.trigger).toBe(triggers[probe]);
+      if (probe === 'kvmexit' && !kvm) {
+        expect(r, r.reason).toMatchObject({ outcome: 'unsupported' });
+        expect(r.reason).toMatch(/kvm_guest trigger: no (\/dev\/kvm|qemu-system-x86_64)/);
+        continue;
+      }
+      expect(r, `${probe}: ${r.reason}`).toMatchObject({ outcome: 'pass', reason: '' });
+      expect(r.timeToFirstEventMs).toBeGreaterThanOrEqual(0);
+      expect(r.verifiedInsns).toBeGreaterThan(0);
+    }
+    // The placeholders that tie the record to the trigger are in the args and the expectation.
+    const pid = (p: string) => String(got.get(p)!.vars['pid']);
+    expect(got.get('netstat')!.expect).toBe(`group = TcpState, name = SYN_SENT, pid = ${process.pid}`);
+    expect(got.get('loadmon')!.args).toEqual(['--pid', pid('loadmon'), '--threshold', '0', '--freq', '999', '--interval', '200']);
+    expect(got.get('memleak')!.expect).toBe(`pid = ${pid('memleak')}, count >= 7`);
+    const ping = got.get('xdpping')!;
+    expect(ping.expect).toBe(`type = 1, daddr = ${ping.vars['addr']}`);
+    const drop = got.get('xdpdrop')!;
+    expect(drop.args).toContain(`${drop.vars['addr']}/32`);
+    expect(drop.expect).toBe(`type = 1, addr = ${drop.vars['addr']}, packets_total >= 5`);
+    if (kvm) expect(got.get('kvmexit')!.expect).toBe(`pid = ${pid('kvmexit')}, isa = 4, count >= 1`);
+    // The XDP runs left nothing on lo.
+    expect(execFileSync('ip', ['-d', 'link', 'show', 'dev', 'lo']).toString()).not.toMatch(/xdp/);
+  }, 180_000);
+
+  it('a trigger the device cannot make is unsupported, saying why, and its loader is not started', async () => {
+    const sink = new RecordingSink();
+    const t = new SmokeTester({
+      registry: new ProbeRegistry({ installDir, devDir }),
+      manifests: new ManifestCache(),
+      deviceId: 'dev-smoke',
+      sink,
+      installed: async () => ['kvmexit'],
+      makeTrigger: () => ({
+        prepare: () => Promise.reject(new SmokeUnsupportedError('kvm_guest trigger: no /dev/kvm on this device')),
+        fire: () => Promise.reject(new Error('not to be fired')),
+        close: () => Promise.resolve(),
+      }),
+    });
+    const report = await t.run({ commandId: 'c4', probes: ['kvmexit'] });
+    expect(report.probes[0]).toMatchObject({ probe: 'kvmexit', outcome: 'unsupported', reason: 'kvm_guest trigger: no /dev/kvm on this device',
+      trigger: 'kvm_guest', attachMs: null, records: 0 });
+    expect(sink.statuses).toEqual([]);
+  });
 });
 
 describe('describeLoaderFailure', () => {

@@ -14,6 +14,7 @@ import {
 } from '../probes/index.js';
 import { describeLoaderFailure } from './loader-failure.js';
 import type { SmokeProbeResult, SmokeProgram, SmokeReport } from './smoke-types.js';
+import { SmokeUnsupportedError } from './trigger-support.js';
 import { makeTrigger as defaultMakeTrigger, KNOWN_TRIGGERS, type SmokeTrigger } from './triggers.js';
 
 export interface SmokeTesterOptions {
@@ -229,6 +230,8 @@ export class SmokeTester {
       r.args = smokeArgs(smoke, r.vars);
       r.expect = describeSmokeExpect(smoke, r.vars);
     } catch (err) {
+      // The device cannot make the activity (no /dev/kvm, no ping): like a loader's exit 3.
+      if (err instanceof SmokeUnsupportedError) return Object.assign(r, { outcome: 'unsupported', reason: err.message, durationMs: Date.now() - t0 });
       return fail(`smoke trigger ${smoke.trigger} could not be readied: ${message(err)}`);
     }
     const unknown = smoke.expect.filter((c) => !lm.manifest.record.fields.some((f) => f.name === c.field));

@@ -307,6 +307,24 @@ out:
 	return err;
 }
 
+/*
+ * Smoke test (bpf/README.md, "Smoke tests"): kvm_guest starts a paused QEMU VM ({pid}) and lets
+ * it run; its firmware's port I/O reaches QEMU as exits to the VMM (isa 4), on every host.
+ */
+static const char *const smoke_args[] = { "--pid", "{pid}", "--interval", "200", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "pid", "eq", "{pid}" },
+	{ "isa", "eq", "4" },
+	{ "count", "ge", "1" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "kvm_guest",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "exits of the VM {pid} to its VMM once it runs",
+};
+
 static const struct probe_def def = {
 	.name = "kvmexit",
 	.version = "1.0.0",
@@ -319,6 +337,7 @@ static const struct probe_def def = {
 	.hooks = hooks,
 	.nhooks = sizeof(hooks) / sizeof(hooks[0]),
 	.on_interval = on_interval,
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

@@ -155,6 +155,26 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return stack_out_emit(&out, ctx);
 }
 
+/*
+ * Smoke test (bpf/README.md, "Smoke tests"): cpu_load keeps {pid} busy in the kernel until the
+ * 1-minute load is above 0 (the kernel updates it every 5 s), so threshold 0 arms the probe.
+ */
+static const char *const smoke_args[] = {
+	"--pid", "{pid}", "--threshold", "0", "--freq", "999", "--interval", "200", NULL
+};
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "kind", "eq", "0" },
+	{ "pid", "eq", "{pid}" },
+	{ "value", "ge", "1" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "cpu_load",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "kernel stacks of {pid} sampled once the load armed the probe",
+};
+
 static const struct probe_def def = {
 	.name = "loadmon",
 	.version = "1.0.0",
@@ -171,6 +191,7 @@ static const struct probe_def def = {
 	.parse_arg = parse_arg,
 	.on_interval = on_interval,
 	.attach = attach,
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

@@ -281,6 +281,26 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return stack_out_emit(&out, ctx);
 }
 
+/*
+ * Smoke test (bpf/README.md, "Smoke tests"): kernel mode, which every board can run (user mode's
+ * uprobes fail on 32-bit ARM's Thumb-2 libc). open_files: {pid} opens {files} files and holds
+ * them, one struct file each from one stack.
+ */
+static const char *const smoke_args[] = {
+	"--kernel", "--pid", "{pid}", "--min-age-ms", "100", "--interval", "200", NULL
+};
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "pid", "eq", "{pid}" },
+	{ "count", "ge", "{files}" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "open_files",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "{files} kernel allocations of {pid} from one stack, held while it keeps {files} files open",
+};
+
 static const struct probe_def def = {
 	.name = "memleak",
 	.version = "1.0.0",
@@ -297,6 +317,7 @@ static const struct probe_def def = {
 	.parse_arg = parse_arg,
 	.on_interval = on_interval,
 	.attach = attach,
+	.smoke = &smoke,
 };
 
 /* Checks the options of the chosen mode; user mode: finds the C library. 0 or an exit code. */

@@ -322,6 +322,24 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return read_states(ctx, obj, ts);
 }
 
+/*
+ * Smoke test (bpf/README.md, "Smoke tests"): tcp_loopback; connect() enters SYN_SENT in the
+ * connecting task, so the transition is charged exactly to the agent process.
+ */
+static const char *const smoke_args[] = { "--pid", "{pid}", "--interval", "200", NULL };
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "group", "eq", "TcpState" },
+	{ "name", "eq", "SYN_SENT" },
+	{ "pid", "eq", "{pid}" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "tcp_loopback",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "the agent process {pid} connected to 127.0.0.1:{port}: a SYN_SENT transition charged to it",
+};
+
 static const struct probe_def def = {
 	.name = "netstat",
 	.version = "1.0.0",
@@ -337,6 +355,7 @@ static const struct probe_def def = {
 	.nargs = sizeof(args) / sizeof(args[0]),
 	.parse_arg = parse_arg,
 	.on_interval = on_interval,
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

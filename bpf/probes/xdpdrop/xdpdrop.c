@@ -258,6 +258,26 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return err;
 }
 
+/*
+ * Smoke test (bpf/README.md, "Smoke tests"): udp_loopback sends {packets} datagrams on lo from
+ * {addr}, an address of 127/8 no one else uses; only they are blocked.
+ */
+static const char *const smoke_args[] = {
+	"--ifname", "lo", "--xdp-mode", "generic", "--block", "{addr}/32", "--interval", "200", NULL
+};
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "type", "eq", "1" },
+	{ "addr", "eq", "{addr}" },
+	{ "packets_total", "ge", "{packets}" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "udp_loopback",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "the {packets} datagrams from {addr} on lo dropped by its rule",
+};
+
 static const struct probe_def def = {
 	.name = "xdpdrop",
 	.version = "1.0.0",
@@ -275,6 +295,7 @@ static const struct probe_def def = {
 	.on_interval = on_interval,
 	.attach = attach,
 	.hello = xdp_hello,
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

@@ -111,6 +111,25 @@ static int on_interval(struct probe_ctx *ctx, struct bpf_object *obj)
 	return probe_emit(ctx, &e, sizeof(e)) == -EPIPE ? -1 : 0;
 }
 
+/*
+ * Smoke test (bpf/README.md, "Smoke tests"): ping_loopback pings {addr}, an address of 127/8
+ * no one else uses, over lo (generic mode: lo has no native XDP); each echo is sampled.
+ */
+static const char *const smoke_args[] = {
+	"--ifname", "lo", "--xdp-mode", "generic", "--sample", "1", "--interval", "200", NULL
+};
+static const struct probe_smoke_expect smoke_expect[] = {
+	{ "type", "eq", "1" },
+	{ "daddr", "eq", "{addr}" },
+};
+static const struct probe_smoke smoke = {
+	.trigger = "ping_loopback",
+	.args = smoke_args,
+	.expect = smoke_expect,
+	.nexpect = sizeof(smoke_expect) / sizeof(smoke_expect[0]),
+	.description = "an echo request to {addr} on lo answered in XDP",
+};
+
 static const struct probe_def def = {
 	.name = "xdpping",
 	.version = "1.0.0",
@@ -128,6 +147,7 @@ static const struct probe_def def = {
 	.on_interval = on_interval,
 	.attach = xdp_attach,
 	.hello = xdp_hello,
+	.smoke = &smoke,
 };
 
 int main(int argc, char **argv)

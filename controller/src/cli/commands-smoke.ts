@@ -42,10 +42,11 @@ export const smokeCommand: Command = {
   --timeout S   per probe: seconds from the trigger until a matching event (default 10); the same
                 again for it to reach the controller's store
 On each device, for each probe: the loader starts with the filter of the probe's manifest, the
-agent fires the manifest's trigger (a loopback TCP connection for the network probes), and the
-controller checks that a matching event was stored. Prints per device x probe: pass, fail (with
-the verifier or attach error, or what did not arrive), or unsupported (with the missing kernel
-feature), the time to the first event, and the verified instruction count. Results are kept:
+agent fires the manifest's trigger (a loopback TCP connection for the network probes; see
+bpf/README.md, "Smoke tests"), and the controller checks that a matching event was stored. Prints
+per device x probe: pass, fail (with the verifier or attach error, or what did not arrive), or
+unsupported (with the missing kernel feature, or what the device lacks for the trigger, e.g.
+/dev/kvm), the time to the first event, and the verified instruction count. Results are kept:
 GET /api/v1/smoke. Exits 1 when any probe failed or a device could not run the test.`,
   options: { to: { type: 'string' }, probe: { type: 'string', multiple: true }, timeout: { type: 'string' } },
   positionals: [0, 0],

@@ -64,7 +64,11 @@ describe('runSmoke', () => {
     const ts = agentProbe({});
     const skb = agentProbe({ probe: 'skbclone', outcome: 'unsupported', reason: 'skbclone: unsupported on this kernel: needs kprobe skb_clone',
       exitCode: 3, attachMs: null, timeToFirstEventMs: null, verifiedInsns: null });
-    fleet.answers.set('bench-1', { ok: true, detail: { deviceId: p.bench1, probes: [ts, skb], durationMs: 300 } });
+    // Unsupported by its trigger (the device cannot make the activity): no loader ran, no exit code.
+    const kvm = agentProbe({ probe: 'kvmexit', outcome: 'unsupported', trigger: 'kvm_guest', vars: {}, args: [], expect: '',
+      reason: 'kvm_guest trigger: no /dev/kvm on this device (no KVM: the kernel lacks it or its module is not loaded)',
+      attachMs: null, timeToFirstEventMs: null, verifiedInsns: null, records: 0 });
+    fleet.answers.set('bench-1', { ok: true, detail: { deviceId: p.bench1, probes: [ts, skb, kvm], durationMs: 300 } });
     // The event is stored a little after the device answered (it travels behind the answer).
     fleet.beforeAnswer = async () => {
       setTimeout(() => void storeTcpstates(ts.streamId, [{ lport: 9, newstate: 1 }, { lport: PORT, newstate: 1 }]), 150);
@@ -74,7 +78,7 @@ describe('runSmoke', () => {
       (e) => { progress.push(e); });
     expect(summary.ok).toBe(true);
     expect(summary.results.map((r) => [r.probe, r.outcome, r.reason])).toEqual([
-      ['tcpstates', 'pass', ''], ['skbclone', 'unsupported', skb.reason]]);
+      ['tcpstates', 'pass', ''], ['skbclone', 'unsupported', skb.reason], ['kvmexit', 'unsupported', kvm.reason]]);
     const [passRow] = summary.results;
     expect(passRow).toMatchObject({ commandId: 'c-1', deviceId: p.bench1, storedRecords: 2, verifiedInsns: 245, timeToFirstEventMs: 200 });
     expect(passRow!.detail).toMatchObject({ controller: { stored: true, storedRecords: 2, matchedSeq: 2 } });
@@ -82,7 +86,8 @@ describe('runSmoke', () => {
     expect(progress.map((e) => e.type)).toEqual(['targets', 'result']);
 
     const kept = await p.store.smokeResults!({});
-    expect(kept.map((r) => [r.deviceId, r.probe, r.outcome])).toEqual([[p.bench1, 'skbclone', 'unsupported'], [p.bench1, 'tcpstates', 'pass']]);
+    expect(kept.map((r) => [r.deviceId, r.probe, r.outcome])).toEqual([[p.bench1, 'kvmexit', 'unsupported'], [p.bench1, 'skbclone', 'unsupported'],
+      [p.bench1, 'tcpstates', 'pass']]);
   });
 
   it('a pass whose event never reaches the store fails, naming what was stored; an offline device fails every named probe', async () => {
