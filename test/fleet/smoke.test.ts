@@ -201,16 +201,10 @@ describe('bpfleet smoke: controller + agent on this host', () => {
     const probes = Object.keys(OTHERS);
     const base = portBase(4);
     const f = (fleet = new Fleet({ name: 'smoke-others', grpcPort: base, adminPort: base + 1 }));
-    // memleak is a build-directory loader of the agent: the controller's deploy check
-    // (controller/src/fleet/runnable.ts) refuses it, knowing no "uprobe" hook kind and not that
-    // --kernel needs only the kmem tracepoints.
-    const dev = path.join(f.dir, 'dev-probes');
-    mkdirSync(dev);
-    symlinkSync(path.join(X86_PROBES, 'memleak'), path.join(dev, 'memleak'));
     await f.startController();
     const token = await f.token(['lab=smoke-others']);
-    await f.startAgent('host', { token, extra: ['--dev-probes', dev] });
-    for (const probe of probes.filter((p) => p !== 'memleak')) {
+    await f.startAgent('host', { token });
+    for (const probe of probes) {
       const d = await f.cli(['deploy', probe, '--to', 'lab=smoke-others', '--no-start', '--json']);
       expect(d.code, `deploy ${probe}: ${d.stderr}${d.stdout}`).toBe(0);
     }

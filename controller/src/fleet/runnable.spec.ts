@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { KernelCaps, Manifest } from '@bpfleet/proto';
@@ -11,10 +11,15 @@ const caps = (over: Partial<KernelCaps> = {}): KernelCaps =>
   ({ btf: true, kprobes: true, tracepoints: true, jit: true, bpfSyscall: true, ...over });
 
 describe('whyNotRunnable, with the real manifests', () => {
-  it('accepts every probe on a kernel with everything', () => {
-    for (const p of ['tcpstates', 'tcpwin', 'tcpbytes', 'tcplife', 'tcptop', 'skbclone']) {
-      expect(whyNotRunnable(manifestOf(p), caps())).toBeUndefined();
-    }
+  it('accepts every built probe on a kernel with everything', () => {
+    const probes = readdirSync(`${OUT}/x86_64`).filter((f) => f.endsWith('.manifest.json')).map((f) => f.slice(0, -'.manifest.json'.length));
+    expect(probes).toEqual(expect.arrayContaining(['tcpstates', 'skbclone', 'memleak', 'kvmexit', 'xdpdrop', 'profile']));
+    for (const p of probes) expect([p, whyNotRunnable(manifestOf(p), caps())]).toEqual([p, undefined]);
+  });
+
+  it('leaves uprobes to the loader: memleak passes on tracepoints alone (its --kernel mode), not without them', () => {
+    expect(whyNotRunnable(manifestOf('memleak'), caps({ kprobes: false, btf: false }))).toBeUndefined();
+    expect(whyNotRunnable(manifestOf('memleak'), caps({ tracepoints: false }))).toMatch(/^memleak cannot run on this kernel \(no tracepoints\): hook group "kmalloc"/);
   });
 
   it('refuses the kprobe-only skbclone without kprobes, naming the group and the missing capability', () => {

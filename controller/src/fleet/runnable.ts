@@ -13,8 +13,13 @@ const HOOK_NEEDS: Record<string, Cap> = {
   kretprobe: 'kprobes',
 };
 
-/** Hook kinds that need nothing beyond the bpf() syscall (profile's and loadmon's cpu-clock perf event, xdp). */
-const NEEDS_NOTHING_MORE = new Set(['perf_event', 'xdp']);
+/**
+ * Hook kinds that need nothing beyond the bpf() syscall (profile's and loadmon's cpu-clock perf
+ * event, xdp), or whose availability only the loader can judge: a uprobe needs the target
+ * library on the device (memleak's user mode finds the process's libc at attach time and says
+ * which function it could not attach; its --kernel mode does not use the uprobe group at all).
+ */
+const NEEDS_NOTHING_MORE = new Set(['perf_event', 'xdp', 'uprobe', 'uretprobe']);
 
 const CAP_WORDS: Record<Cap, string> = { tracepoints: 'tracepoints', btf: 'BTF', kprobes: 'kprobes' };
 
