@@ -12,8 +12,11 @@ import { matchesSelector, type DeviceSelector } from './selector.js';
 
 export const tcpstates = loadTcpstates();
 
-/** What the fake fleet answers per device name; devices not listed succeed. */
-export type Script = Record<string, { deploy?: string; start?: string; hang?: boolean }>;
+/**
+ * What the fake fleet answers per device name; devices not listed succeed. queuedMs: the deploy
+ * waits that long for its turn (the fleet's deploy concurrency) before it is sent.
+ */
+export type Script = Record<string, { deploy?: string; start?: string; hang?: boolean; queuedMs?: number }>;
 
 export class FakeFleet implements FleetCommands {
   readonly online = new Set<string>();
@@ -39,7 +42,12 @@ export class FakeFleet implements FleetCommands {
 
   async deploy(sel: DeviceSelector, probe: string): Promise<PendingCommand[]> {
     this.calls.push(`deploy ${probe} ${JSON.stringify(sel)}`);
-    return (await this.select(sel)).map((d) => ({ device: { id: d.id, name: d.name }, result: this.outcome(d, 'deploy') }));
+    return (await this.select(sel)).map((d) => {
+      const queued = this.script[d.name]?.queuedMs;
+      if (queued === undefined) return { device: { id: d.id, name: d.name }, result: this.outcome(d, 'deploy') };
+      const sent = new Promise<void>((r) => setTimeout(r, queued));
+      return { device: { id: d.id, name: d.name }, sent, result: sent.then(() => this.outcome(d, 'deploy')) };
+    });
   }
 
   async start(sel: DeviceSelector, probe: string, args: string[]): Promise<PendingCommand<StartOutcome>[]> {

@@ -216,6 +216,22 @@ describe('commands', () => {
     }
   });
 
+  it('counts the command timeout of a queued deploy from its send, not from the request', async () => {
+    const s = await AdminServer.start({ store: p.store, fleet: p.fleet, token: TOKEN, port: 0, commandTimeoutMs: 100 });
+    try {
+      p.fleet.script = { 'bench-1': { queuedMs: 250 }, 'bench-2': { queuedMs: 150, hang: true } };
+      const r = await fetch(`${s.url}/api/v1/deploy`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`,
+        'content-type': 'application/json' }, body: JSON.stringify({ probe: 'tcpstates', selector: 'bench-1,bench-2', start: false }) });
+      const out = lines(await r.text());
+      expect(out[0]).toMatchObject({ type: 'targets', phase: 'deploy' });
+      const byName = Object.fromEntries(out.at(-1).devices.map((d: any) => [d.name, d]));
+      expect(byName['bench-1']).toMatchObject({ deployed: true });
+      expect(byName['bench-2']).toMatchObject({ deployed: false, error: 'no answer within 100 ms' });
+    } finally {
+      await s.close();
+    }
+  });
+
   it('stops a run; 404 for an unknown one', async () => {
     await p.store.startRun({ runId: 'r-stop', deviceId: p.bench1, probe: 'tcpstates', args: [] });
     const r = await post('/api/v1/stop', { runId: 'r-stop' });

@@ -27,6 +27,11 @@ export interface PendingCommand<T extends CommandOutcome = CommandOutcome> {
   device: DeviceRef;
   /** The command's id once sent (a smoke test's runs are "smoke-<commandId>-<probe>"). */
   commandId?: string;
+  /**
+   * Resolves when the command is sent: a deploy beyond the controller's deploy concurrency waits
+   * its turn, and its answer is only due from then. Absent: sent already.
+   */
+  sent?: Promise<unknown>;
   result: Promise<T>;
 }
 

@@ -60,7 +60,8 @@ interface DeviceSummary extends DeviceRef {
 
 /**
  * Deploys and (unless start is false) starts a probe. The answer is JSON lines, written as
- * devices answer, so a client can show progress:
+ * devices answer, so a client can show progress (the fleet sends at most its deploy concurrency
+ * of bundles at once; the rest are queued and answer later, each within its timeout from its send):
  *   {"type":"targets","phase":"deploy","devices":[{id,name}]}
  *   {"type":"result","phase":"deploy","device":{id,name},"ok":true}           (one per device)
  *   {"type":"targets","phase":"start",...}, {"type":"result","phase":"start",...,"runId":"..."}
@@ -91,6 +92,8 @@ export const postDeploy: Handler = async (ctx, { req, res, query }) => {
   const run = async <T extends CommandOutcome>(phase: string, cmds: PendingCommand<T>[], record: (s: DeviceSummary, r: T | CommandOutcome) => void) => {
     await emit({ type: 'targets', phase, devices: cmds.map((c) => c.device) });
     await Promise.all(cmds.map(async (c) => {
+      // A queued deploy waits for its turn first: the answer is due commandTimeoutMs after the send.
+      await c.sent?.catch(() => undefined);
       const r = await answerWithin(c.result, ctx.commandTimeoutMs);
       const s = summary.get(c.device.id) ?? { ...c.device, deployed: false };
       summary.set(c.device.id, s);

@@ -53,7 +53,8 @@ export const deployCommand: Command = {
   --to S        which devices: labels (board=dayu200,lab=3), device names (dev-7), or all
   --args "..."  loader arguments, split like a shell would (e.g. "--rport 443 --comm curl")
   --no-start    install only
-Waits for every device's answer, then prints one line per device; exits 1 if any failed.`,
+Waits for every device's answer, then prints one line per device; exits 1 if any failed. The
+controller sends at most its --deploy-concurrency bundles at once; the others wait their turn.`,
   options: { to: { type: 'string' }, args: { type: 'string' }, 'no-start': { type: 'boolean' } },
   positionals: [1, 1],
   async run(ctx) {

@@ -23,7 +23,7 @@ export const controllerCommand: Command = {
   help: `Usage: bpfleet controller [--data-dir DIR] [--store FILE|URL] [--grpc HOST:PORT] [--admin HOST:PORT]
                           [--bpf-out DIR] [--tls-cert F --tls-key F [--tls-ca F [--mtls]]]
                           [--mqtt embedded|URL] [--mqtt-listen HOST:PORT] [--mqtt-share GROUP] ...
-                          [--http HOST:PORT]
+                          [--http HOST:PORT] [--deploy-concurrency N]
 
   --data-dir DIR     database and bundle signing key (default ~/.local/share/bpfleet/controller)
   --store FILE|URL   SQLite database (default <data-dir>/bpfleet.db), or postgres://USER@HOST:PORT/DB
@@ -34,6 +34,8 @@ export const controllerCommand: Command = {
   --http HOST:PORT   serve the web dashboard there (log in with the admin token; build it first:
                      npx nx run controller:build-web)
   --tls-cert/--tls-key/--tls-ca  TLS for agents; --mtls requires client certificates
+  --deploy-concurrency N  bundles in flight (sent, not yet answered) at once over all deploys
+                     (default 32); further devices wait their turn, each timing out from its send
   --mqtt embedded    MQTT for agents through the broker in this process (docs/MQTT.md)
   --mqtt-listen HOST:PORT  where the embedded broker listens (default 127.0.0.1:1883; implies --mqtt embedded)
   --mqtt URL         or an external broker, mqtt://HOST:PORT or mqtts://HOST:PORT (Mosquitto), with:
@@ -50,7 +52,7 @@ Writes the CLI's connection file (~/.config/bpfleet/controller.json) on start. S
     'tls-ca': { type: 'string' }, mtls: { type: 'boolean' },
     mqtt: { type: 'string' }, 'mqtt-listen': { type: 'string' }, 'mqtt-user': { type: 'string' },
     'mqtt-password-file': { type: 'string' }, 'mqtt-ca': { type: 'string' }, 'mqtt-share': { type: 'string' },
-    'mqtt-client-id': { type: 'string' }, http: { type: 'string' },
+    'mqtt-client-id': { type: 'string' }, http: { type: 'string' }, 'deploy-concurrency': { type: 'string' },
   },
   positionals: [0, 0],
   async run(ctx) {
@@ -60,9 +62,14 @@ Writes the CLI's connection file (~/.config/bpfleet/controller.json) on start. S
     if (Boolean(cert) !== Boolean(key)) throw new CliError('--tls-cert and --tls-key go together', 2);
     const mqtt = mqttOptions(v, ctx.io.env, admin.port);
     const http = str(v, 'http') !== undefined ? splitHostPort(str(v, 'http')!, 'http') : undefined;
+    const dc = str(v, 'deploy-concurrency');
+    if (dc !== undefined && !/^[1-9]\d{0,5}$/.test(dc)) {
+      throw new CliError(`--deploy-concurrency takes a whole number of devices >= 1 (e.g. 32), not '${dc}'`, 2);
+    }
     const running = await runController({
       ...(mqtt ? { mqtt } : {}),
       ...(http ? { http } : {}),
+      ...(dc !== undefined ? { deployConcurrency: Number(dc) } : {}),
       ...(str(v, 'data-dir') ? { dataDir: str(v, 'data-dir')! } : {}),
       ...(str(v, 'store') ? { store: str(v, 'store')! } : {}),
       grpcAddress: str(v, 'grpc') ?? '127.0.0.1:7474',

@@ -52,16 +52,17 @@ async function prepareDevices(ctx: RunContext, dataDir: string, devices: number)
 }
 
 /**
- * Deploys and starts `probe` on the devices, `wave` at a time: one bundle per device (about 1.3 MB
- * for tcpstates) to a thousand devices at once wedged the link (see docs/BENCHMARKS.md).
+ * Deploys and starts `probe` on the devices, `wave` per request (0: all in one; the controller
+ * bounds the bundles in flight itself, --deploy-concurrency of bpfleet controller).
  */
 async function deploy(ctx: RunContext, probe: string, names: string[], wave: number, args: string[]): Promise<void> {
   const started = Date.now();
   const failed: string[] = [];
   let ok = 0;
-  for (let i = 0; i < names.length; i += wave) {
+  const per = wave > 0 ? wave : names.length;
+  for (let i = 0; i < names.length; i += per) {
     let done: DeployLine | undefined;
-    const devices = names.slice(i, i + wave);
+    const devices = names.slice(i, i + per);
     for await (const l of ctx.client().lines<DeployLine>('POST', '/api/v1/deploy', {}, { probe, selector: { devices }, args })) {
       if (l.type === 'done') done = l;
     }
@@ -89,19 +90,21 @@ export const simCommand: Command = {
   --seconds S         how long every device's run emits (default 60)
   --data-dir DIR      device directories; reused on the next run (default: a temporary one, removed)
   --drain-seconds S   wait this long at most for every event to be acknowledged (default 60)
+  --start-seconds S   wait this long at most for every device to connect, and again for every
+                      run to start (default 180; one request starts the runs once all are deployed)
   --spool-max-bytes B per device spool bound (default 16 MiB)
   --spool-sync P      spool fsync policy: interval (the agent's default), always, none
   --probe NAME        probe to deploy and replay (default tcpstates)
-  --deploy-wave N     devices per deploy request (default 50)
-Once every device is connected the probe is deployed and started on all of them (label sim=<tag>),
---deploy-wave devices per request.
+  --deploy-wave N     devices per deploy request (default 0: all in one request; the controller
+                      sends at most its --deploy-concurrency bundles at once)
+Once every device is connected the probe is deployed and started on all of them (label sim=<tag>).
 Ends with a table per worker process: devices connected, events generated, acked, lost per stage.
 --json prints the result as JSON on stdout (the table still goes to stderr). --token is the
 admin API token, as for every command.`,
   options: {
     devices: { type: 'string' }, rate: { type: 'string' }, processes: { type: 'string' }, transport: { type: 'string' },
     mqtt: { type: 'string' }, controller: { type: 'string' }, seconds: { type: 'string' }, 'data-dir': { type: 'string' },
-    'drain-seconds': { type: 'string' }, 'spool-max-bytes': { type: 'string' }, 'spool-sync': { type: 'string' }, probe: { type: 'string' },
+    'drain-seconds': { type: 'string' }, 'start-seconds': { type: 'string' }, 'spool-max-bytes': { type: 'string' }, 'spool-sync': { type: 'string' }, probe: { type: 'string' },
     'deploy-wave': { type: 'string' },
   },
   positionals: [0, 0],
@@ -118,7 +121,7 @@ admin API token, as for every command.`,
       const pass = (k: string): string[] => (str(ctx.values, k) !== undefined ? [`--${k}`, str(ctx.values, k)!] : []);
       const argv = [SIM_BIN, '--devices', String(devices), '--data-dir', dataDir, '--tokens-file', tokensFile, '--name-prefix', `${tag}-`,
         '--recording', path.join(repoRoot, 'test', 'fixtures', 'recorded', `${probe}.machine`), '--json',
-        ...['rate', 'processes', 'transport', 'mqtt', 'controller', 'seconds', 'drain-seconds', 'spool-max-bytes', 'spool-sync'].flatMap(pass)];
+        ...['rate', 'processes', 'transport', 'mqtt', 'controller', 'seconds', 'drain-seconds', 'start-seconds', 'spool-max-bytes', 'spool-sync'].flatMap(pass)];
       const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
       const forward = (sig: NodeJS.Signals): void => void child.kill(sig);
       process.on('SIGINT', forward);
@@ -132,7 +135,7 @@ admin API token, as for every command.`,
         if (m.type === 'connected') {
           if (!m.connected) { ctx.err('bpfleet sim: no device connected; not deploying\n'); continue; }
           const names = Array.from({ length: devices }, (_, i) => `${tag}-${String(i).padStart(4, '0')}`);
-          deploying = deploy(ctx, probe, names, Math.max(1, Math.floor(int(ctx, 'deploy-wave', 50))), []).catch((err: unknown) => ctx.err(`bpfleet sim: deploy failed: ${(err as Error).message}\n`));
+          deploying = deploy(ctx, probe, names, Math.floor(int(ctx, 'deploy-wave', 0)), []).catch((err: unknown) => ctx.err(`bpfleet sim: deploy failed: ${(err as Error).message}\n`));
         } else if (m.type === 'result') result = m;
       }
       const code = await exited;

@@ -12,6 +12,7 @@ import type { BundleSigningKey } from '../bundles/signing-key.js';
 import type { DeviceRow, Store } from '../store/store.js';
 import { FleetError } from './fleet-error.js';
 import type { FleetLog } from './fleet.js';
+import type { DeployLimiter } from './deploy-limiter.js';
 import { CommandError } from './pending-commands.js';
 import { whyNotRunnable } from './runnable.js';
 import type { DeviceSelector } from './selector.js';
@@ -40,6 +41,11 @@ export interface PendingCommand<T extends CommandOutcome = CommandOutcome> {
   device: { id: string; name: string };
   /** The command's id, when it was sent (smoke: its runs are "smoke-<commandId>-<probe>"). */
   commandId?: string;
+  /**
+   * Deploy only: resolves when the command is sent, or when it is settled without being sent. A
+   * deploy beyond the controller's deploy concurrency waits its turn; its timeout starts here.
+   */
+  sent?: Promise<void>;
   /** Settles when the device answers (or cannot); never rejects. */
   result: Promise<T>;
 }
@@ -64,6 +70,8 @@ export interface CommanderHost {
   bpfOutDir: string;
   deployTimeoutMs: number;
   commandTimeoutMs: number;
+  /** Bounds the deploys in flight across every deploy request. */
+  deployLimiter: DeployLimiter;
   select(sel: string | DeviceSelector): Promise<DeviceRow[]>;
   factsOf(d: DeviceRow): Record<string, unknown>;
   online(deviceId: string): boolean;
@@ -119,14 +127,18 @@ export class FleetCommander {
       if (!p) { p = this.prepare(probe, arch); perArch.set(arch, p); p.catch(() => undefined); }
       return p;
     };
-    // Every refusal is decided and every bundle sent before this resolves.
+    // Every refusal is decided and every bundle sent or queued (deployLimiter) before this resolves.
     return Promise.all(devices.map(async (d) => ({ device: { id: d.id, name: d.name }, ...await this.deployOne(d, probe, prepare, opts) })));
   }
 
-  /** Refuses, or sends and returns the pending answer (in an object, so awaiting this does not wait for it). */
+  /**
+   * Refuses, or queues the send and returns the pending answer (in an object, so awaiting this
+   * does not wait for it). Refusals are immediate; only a device that gets the bundle waits for a slot.
+   */
   private async deployOne(d: DeviceRow, probe: string, prepare: (arch: string) => Promise<PreparedBundle>,
-    opts: DeployOptions): Promise<{ result: Promise<CommandOutcome> }> {
-    const refused = (error: string) => ({ result: Promise.resolve<CommandOutcome>({ ok: false, status: 'refused', error }) });
+    opts: DeployOptions): Promise<{ result: Promise<CommandOutcome>; sent: Promise<void> }> {
+    const now = Promise.resolve();
+    const refused = (error: string) => ({ result: Promise.resolve<CommandOutcome>({ ok: false, status: 'refused', error }), sent: now });
     const facts = this.host.factsOf(d);
     const arch = typeof facts['arch'] === 'string' ? facts['arch'] : '';
     if (!arch) return refused(`device ${d.name} (${d.id}) has not reported its architecture yet: connect its agent first`);
@@ -141,13 +153,20 @@ export class FleetCommander {
       const release = typeof facts['kernelRelease'] === 'string' ? facts['kernelRelease'] : '?';
       if (why) return refused(`${d.name} (${arch}, kernel ${release}): ${why}`);
     }
-    if (!this.host.online(d.id)) return { result: Promise.resolve(offline(d)) };
+    if (!this.host.online(d.id)) return { result: Promise.resolve(offline(d)), sent: now };
     const { bundle, bundleId } = prepared;
     await this.host.store.setDeployment(d.id, bundleId, 'pending');
     const what = `deploy ${probe} ${bundle.version} (${arch}) to ${d.name}`;
-    const answer = this.host.command(d.id, what, (commandId) => ({ $case: 'deploy', value: { ...bundle, commandId } }),
-      opts.timeoutMs ?? this.host.deployTimeoutMs).then(answered, noAnswer);
-    return { result: answer.then(async (o) => {
+    let markSent!: () => void;
+    const sent = new Promise<void>((resolve) => { markSent = resolve; });
+    // The slot is held until the answer settles; command() starts the timeout at the send, and
+    // answers 'offline' for a device that left while it waited. The spread shares the files' buffers.
+    const answer = this.host.deployLimiter.run(() => {
+      markSent();
+      return this.host.command(d.id, what, (commandId) => ({ $case: 'deploy', value: { ...bundle, commandId } }),
+        opts.timeoutMs ?? this.host.deployTimeoutMs).then(answered, noAnswer);
+    }).then((turn) => turn.answer).catch(noAnswer);
+    return { sent, result: answer.then(async (o) => {
       if (o.status === 'ok' || o.status === 'failed') {
         await this.host.store.setDeployment(d.id, bundleId, o.ok ? 'installed' : 'failed', o.error ?? '').catch((err: unknown) => {
           this.host.log.error(`${what}: cannot record the deployment: ${message(err)}`);

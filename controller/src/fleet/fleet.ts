@@ -16,6 +16,7 @@ import {
 import { FleetError } from './fleet-error.js';
 import type { FleetEvent, FleetEventMap } from './fleet-events.js';
 import { GroupCommit, type CommitEntry, type GroupCommitCounters, type GroupCommitOptions } from './group-commit.js';
+import { DeployLimiter } from './deploy-limiter.js';
 import { CommandError, PendingCommands } from './pending-commands.js';
 import { matchesSelector, toSelector, type DeviceSelector } from './selector.js';
 import { AgentSession, type SessionHost, type SessionLink } from './session.js';
@@ -46,6 +47,11 @@ export interface FleetOptions {
   deployTimeoutMs?: number;
   /** How long start, stop and other commands wait (default 30 s). */
   commandTimeoutMs?: number;
+  /**
+   * Deploys in flight (sent, not yet answered) at once across all deploy requests (default 32);
+   * more wait their turn. Bounds the memory and link load of deploying to a large fleet.
+   */
+  deployConcurrency?: number;
   now?: () => number;
 }
 
@@ -82,6 +88,7 @@ export class Fleet extends EventEmitter<FleetEventMap> implements SessionHost {
   readonly store: Store;
   readonly log: FleetLog;
   readonly commands = new PendingCommands();
+  readonly deployLimiter: DeployLimiter;
   private readonly now: () => number;
   private readonly sessions = new Map<string, AgentSession>();
   private readonly commit: GroupCommit<AgentSession>;
@@ -97,6 +104,7 @@ export class Fleet extends EventEmitter<FleetEventMap> implements SessionHost {
     this.log = opts.log ?? stderrLog;
     this.now = opts.now ?? Date.now;
     this.agentConfig = opts.agentConfig;
+    this.deployLimiter = new DeployLimiter(opts.deployConcurrency);
     this.commit = new GroupCommit<AgentSession>(opts.store, {
       committed: (entries, outcomes) => this.committed(entries, outcomes),
       failed: (entries, err) => this.commitFailed(entries, err),
@@ -104,6 +112,7 @@ export class Fleet extends EventEmitter<FleetEventMap> implements SessionHost {
     this.commander = new FleetCommander({
       store: opts.store, log: this.log, signingKey: opts.signingKey, bpfOutDir: opts.bpfOutDir,
       deployTimeoutMs: opts.deployTimeoutMs ?? 120_000, commandTimeoutMs: opts.commandTimeoutMs ?? 30_000,
+      deployLimiter: this.deployLimiter,
       select: (sel) => this.select(sel),
       factsOf: (d) => this.factsOf(d),
       online: (id) => this.sessions.has(id),
@@ -394,7 +403,8 @@ export class Fleet extends EventEmitter<FleetEventMap> implements SessionHost {
   /**
    * Sends the signed bundle of `probe`, built for each device's arch, to the selected devices.
    * Devices that cannot run it (arch not built, kernel lacks every hook kind of a hook group)
-   * get nothing and a result saying why. Resolves once everything is sent or refused.
+   * get nothing and a result saying why. Resolves once everything is refused or queued: at most
+   * deployConcurrency deploys are in flight, the others are sent as answers come in (`sent`).
    */
   deploy(selector: string | DeviceSelector, probe: string, opts?: DeployOptions): Promise<PendingCommand[]> {
     return this.commander.deploy(selector, probe, opts);

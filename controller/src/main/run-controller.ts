@@ -36,6 +36,8 @@ export interface ControllerOptions {
   configPath?: string;
   /** The web dashboard (controller/src/web): where it listens, and the built page (default controller/web/dist). */
   http?: { host: string; port: number; distDir?: string; tickMs?: number };
+  /** Deploys in flight at once across all deploy requests (default 32; FleetOptions.deployConcurrency). */
+  deployConcurrency?: number;
   log?: (line: string) => void;
 }
 
@@ -62,7 +64,8 @@ export async function runController(opts: ControllerOptions): Promise<RunningCon
   if (opts.http) checkWebDist(opts.http.distDir ?? DEFAULT_WEB_DIST); // refuse before starting anything
   const store = await openStore(opts.store ?? path.join(dataDir, 'bpfleet.db'));
   const signingKey = await loadOrCreateSigningKey(dataDir);
-  const fleet = new Fleet({ store, signingKey, bpfOutDir: opts.bpfOutDir, log: opts.log ? { info: log, warn: log, error: log } : stderrLog });
+  const fleet = new Fleet({ store, signingKey, bpfOutDir: opts.bpfOutDir, log: opts.log ? { info: log, warn: log, error: log } : stderrLog,
+    ...(opts.deployConcurrency !== undefined ? { deployConcurrency: opts.deployConcurrency } : {}) });
   await fleet.registerBuiltManifests();
   const grpc = await startGrpcServer({
     fleet, store, address: opts.grpcAddress ?? '127.0.0.1:7474', ...(opts.tls ? { tls: opts.tls } : {}),
