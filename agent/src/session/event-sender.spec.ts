@@ -1,5 +1,6 @@
 // EventSender against a real spool and a scripted transport: replay before live, backpressure
-// served from the spool (never queued in memory), no batch lost or reordered across the switch.
+// served from a bounded in-memory tail and past it from the spool, no batch lost, sent twice or
+// reordered across the switches.
 import type { AgentMessage, ControllerMessage, EventBatch } from '@bpfleet/proto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Spool } from '../spool/index.js';
@@ -105,11 +106,11 @@ describe('EventSender', () => {
     await spool.close();
   });
 
-  it('under backpressure serves new batches from the spool once the link drains, never more than one in flight', async () => {
+  it('without a tail, under backpressure serves new batches from the spool once the link drains, never more than one in flight', async () => {
     const spool = await spoolWith(tempDir('sender-bp'));
     const t = new ScriptedTransport();
     t.capacity = 2;
-    const sender = new EventSender(spool, t, () => undefined);
+    const sender = new EventSender(spool, t, () => undefined, 0);
     sender.start();
     await sender.idle();
     expect(sender.isLive).toBe(true);
@@ -129,6 +130,83 @@ describe('EventSender', () => {
     expect(sender.isLive).toBe(true);
     await appendAndOffer(spool, sender, 's/a/1', 1);
     expect(seqsOf(t.sent, 's/a/1')).toEqual(range(1, 21));
+    await spool.close();
+  });
+
+  it('serves a short backpressure from the in-memory tail: in order, nothing read back from the spool', async () => {
+    const spool = await spoolWith(tempDir('sender-tail'));
+    const t = new ScriptedTransport();
+    t.capacity = 2;
+    const sender = new EventSender(spool, t, () => undefined);
+    sender.start();
+    await sender.idle();
+    for (let i = 0; i < 20; i++) await appendAndOffer(spool, sender, 's/a/1', 1);
+    await tick();
+    expect(t.sent).toHaveLength(2);
+    expect(sender.isLive).toBe(false);
+    for (let i = 0; i < 30 && !sender.isLive; i++) {
+      t.drain();
+      await tick();
+    }
+    expect(sender.isLive).toBe(true);
+    expect(seqsOf(t.sent, 's/a/1')).toEqual(range(1, 20));
+    expect(sender.counters).toMatchObject({ replayed: 0, tailOverflows: 0, live: 20 });
+    t.drain();
+    await appendAndOffer(spool, sender, 's/a/1', 1);
+    expect(seqsOf(t.sent, 's/a/1')).toEqual(range(1, 21));
+    await spool.close();
+  });
+
+  it('reads a backlog beyond the tail\'s bound back from the spool, then goes live again', async () => {
+    const spool = await spoolWith(tempDir('sender-overflow'));
+    const t = new ScriptedTransport();
+    t.capacity = 2;
+    // Room for three 10-record batches (880 bytes of records each) in memory.
+    const sender = new EventSender(spool, t, () => undefined, 3 * (880 + 64));
+    sender.start();
+    await sender.idle();
+    for (let i = 0; i < 20; i++) {
+      await appendAndOffer(spool, sender, 's/a/1', 10);
+      await appendAndOffer(spool, sender, 's/b/1', 10);
+    }
+    expect(sender.counters.tailOverflows).toBe(1);
+    for (let i = 0; i < 100 && !sender.isLive; i++) {
+      t.drain();
+      await tick();
+      // Keep spooling while it catches up: later batches join a new tail.
+      if (i < 5) await appendAndOffer(spool, sender, 's/a/1', 10);
+    }
+    expect(sender.isLive).toBe(true);
+    expect(seqsOf(t.sent, 's/a/1')).toEqual(range(1, 250));
+    expect(seqsOf(t.sent, 's/b/1')).toEqual(range(1, 200));
+    expect(sender.counters.replayed).toBeGreaterThan(0);
+    await spool.close();
+  });
+
+  it('goes live after a catch-up although batches keep being spooled faster than a pass reads them back', async () => {
+    const spool = await spoolWith(tempDir('sender-steady'));
+    const t = new ScriptedTransport();
+    const sender = new EventSender(spool, t, () => undefined);
+    for (let i = 0; i < 300; i++) await appendAndOffer(spool, sender, 's/a/1', 50); // spooled while down
+    sender.start();
+    // A batch every millisecond, as a busy probe spools them, for up to 5 s.
+    let appended = 300;
+    let liveWhileSpooling = false;
+    await new Promise<void>((resolve) => {
+      const timer = setInterval(() => {
+        if (sender.isLive || appended >= 5300) {
+          liveWhileSpooling = sender.isLive;
+          clearInterval(timer);
+          resolve();
+          return;
+        }
+        appended++;
+        void appendAndOffer(spool, sender, 's/a/1', 50);
+      }, 1);
+    });
+    expect(liveWhileSpooling).toBe(true);
+    await sender.idle();
+    expect(seqsOf(t.sent, 's/a/1')).toEqual(range(1, appended * 50));
     await spool.close();
   });
 

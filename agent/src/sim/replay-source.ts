@@ -169,39 +169,44 @@ export class ReplayLoader implements LoaderHandle {
     const limit = this.opts.durationMs;
     const due = Math.floor((this.opts.rate * Math.min(elapsed, limit ?? elapsed)) / 1000) - this.generated;
     if (due > 0) {
-      const { records, recordSize, tsOffset } = this.opts.recording;
-      const block = Buffer.allocUnsafe(due * recordSize);
-      const now = monoNs();
-      const out: Frame[] = [];
-      for (let i = 0; i < due; i++) {
-        const rec = block.subarray(i * recordSize, (i + 1) * recordSize);
-        records[this.cursor]!.copy(rec);
-        this.cursor = (this.cursor + 1) % records.length;
-        rec.writeBigUInt64LE(now, tsOffset);
-        out.push({ kind: FrameKind.Event, flags: 0, payload: rec });
-      }
       this.generated += due;
       this.counters.generated += due;
-      if (this.paused || this.ring.length > 0) this.toRing(out.map((f) => f.payload));
-      else this.writeEvents(out);
+      const now = monoNs();
+      // Records are made as they are taken: what the agent reads, then what fits in the ring. The
+      // rest is lost (ringbuf_full) without being made: making them all would cost a tick CPU in
+      // proportion to how late it ran, and a CPU-starved sim would then fall further behind each tick.
+      let left = due;
+      // The agent pauses from inside frames() (delivery queue full): hand over in slices.
+      while (left > 0 && !this.paused && this.ring.length === 0) {
+        const part = this.make(Math.min(64, left), now);
+        left -= part.length;
+        if (!this.deliver(part)) return;
+        this.written += part.length;
+        this.counters.written += part.length;
+      }
+      const kept = Math.max(0, Math.min(left, this.ringMax - this.ring.length));
+      this.toRing(this.make(kept, now).map((f) => f.payload));
+      const lost = left - kept;
+      this.cursor = (this.cursor + lost) % this.opts.recording.records.length;
+      this.ringbufFull += lost;
+      this.counters.ringbufFull += lost;
     }
     if (limit !== undefined && elapsed >= limit) this.stopGenerating();
   }
 
-  /** Writes events until the agent pauses us; the rest waits in the ring. */
-  private writeEvents(frames: Frame[]): void {
-    // The agent pauses from inside frames() (delivery queue full): hand over in slices.
-    const SLICE = 64;
-    for (let i = 0; i < frames.length; i += SLICE) {
-      if (this.paused) {
-        this.toRing(frames.slice(i).map((f) => f.payload));
-        return;
-      }
-      const part = frames.slice(i, i + SLICE);
-      if (!this.deliver(part)) return;
-      this.written += part.length;
-      this.counters.written += part.length;
+  /** The next `n` recorded events, stamped `now`. */
+  private make(n: number, now: bigint): Frame[] {
+    const { records, recordSize, tsOffset } = this.opts.recording;
+    const block = Buffer.allocUnsafe(n * recordSize);
+    const out: Frame[] = [];
+    for (let i = 0; i < n; i++) {
+      const rec = block.subarray(i * recordSize, (i + 1) * recordSize);
+      records[this.cursor]!.copy(rec);
+      this.cursor = (this.cursor + 1) % records.length;
+      rec.writeBigUInt64LE(now, tsOffset);
+      out.push({ kind: FrameKind.Event, flags: 0, payload: rec });
     }
+    return out;
   }
 
   private toRing(payloads: Buffer[]): void {

@@ -127,4 +127,33 @@ describe('replay source', () => {
     expect(delivered + counters.ringbufFull).toBe(counters.generated);
     expect(stats.at(-1)?.kernelRingbufFull).toBe(BigInt(counters.ringbufFull));
   });
+
+  it('makes only the records the agent takes or the ring holds; the overflow is counted without being made', async () => {
+    // Counts reads of recorded events: each one is a record made (copied and stamped).
+    let made = 0;
+    const records = new Proxy(recording.records, {
+      get: (target, key, recv) => {
+        if (typeof key === 'string' && /^\d+$/.test(key)) made++;
+        return Reflect.get(target, key, recv) as unknown;
+      },
+    });
+    let release!: () => void;
+    const blocked = new Promise<void>((r) => (release = r));
+    let delivered = 0;
+    const counters = newReplayCounters();
+    const r = new ProbeRunner({
+      registry: new ProbeRegistry({ installDir: '/nonexistent', devDir: PROBES }),
+      deviceId: 'd-sim', statsIntervalMs: 100, batch: { maxDelayMs: 20 },
+      loaderFactory: replayLoaderFactory({ recording: { ...recording, records }, rate: 1_000_000, durationMs: 300, counters, tickMs: 20, ringRecords: 50 }),
+      sink: { batch: async (b) => { delivered += b.count; await blocked; } },
+    });
+    const run = r.start({ runId: 'r4', probe: 'tcpstates', args: [] });
+    setTimeout(release, 500);
+    await run.finished;
+    expect(counters.generated).toBe(300_000);
+    expect(delivered + counters.ringbufFull).toBe(counters.generated);
+    expect(counters.ringbufFull).toBeGreaterThan(250_000);
+    // Made: what was delivered plus at most the last ring's worth and slice dropped at the end.
+    expect(made).toBeLessThanOrEqual(delivered + 50 + 64);
+  });
 });
