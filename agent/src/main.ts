@@ -7,7 +7,8 @@ import { AgentSession } from './session/index.js';
 import { Spool } from './spool/index.js';
 import { FAKE_ARCH_ENV, SystemMetricsSampler, detectDeviceFacts, hostArch } from './system/index.js';
 import { readFileSync } from 'node:fs';
-import { GrpcTransport, MqttTransport, grpcEnroll, type Transport } from './transport/index.js';
+import { GrpcTransport, grpcEnroll } from './transport/grpc-transport.js';
+import type { Transport } from './transport/transport.js';
 
 const log = (line: string): void => {
   process.stderr.write(`bpfleet-agent: ${line}\n`);
@@ -46,8 +47,10 @@ async function run(args: AgentArgs): Promise<number> {
   const installer = new BundleInstaller({ installDir: paths.probes, pinnedKey: identity.bundleSigningKey, arch: hostArch() });
   if (facts.arch !== hostArch()) log(`TEST ONLY: ${FAKE_ARCH_ENV} is set: reporting arch ${facts.arch}, this machine is ${hostArch()}`);
   const registry = new ProbeRegistry({ installDir: paths.probes, ...(args.devProbes !== undefined ? { devDir: args.devProbes } : {}) });
+  // The MQTT client (mqtt, mqtt-packet, ws: a third of the board's bundle) is loaded only when
+  // used, so an agent on gRPC never evaluates it.
   const transport: Transport = args.mqtt !== undefined
-    ? new MqttTransport({
+    ? new (await import('./transport/mqtt-transport.js')).MqttTransport({
       url: args.mqtt.url, deviceId: identity.deviceId, credential: identity.credential, log,
       ...(args.mqtt.ca !== undefined ? { tls: { ca: readFileSync(args.mqtt.ca) } } : {}),
     })

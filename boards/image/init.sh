@@ -2,8 +2,9 @@
 # bpfleet emulated board: /init of the initramfs built by `bpfleet board image`.
 # Mounts what the probes need, brings eth0 up by DHCP (QEMU user networking), and keeps the agent
 # running. Settings come from the kernel command line (bpfleet.controller=, bpfleet.token=,
-# bpfleet.name=, bpfleet.board=, bpfleet.traffic=SECS, bpfleet.node_options=--a,--b,
-# bpfleet.dev_probes=1, bpfleet.transport=grpc|mqtt, bpfleet.mqtt=mqtt://H:P), or from
+# bpfleet.name=, bpfleet.board=, bpfleet.traffic=SECS, bpfleet.node_options=--a,--b (node flags
+# in place of the runtime's defaults; "none" for none), bpfleet.dev_probes=1,
+# bpfleet.transport=grpc|mqtt, bpfleet.mqtt=mqtt://H:P), or from
 # /etc/bpfleet/agent.conf (same names without the "bpfleet." prefix, sourced as shell) when present.
 # Console lines starting with BPFLEET- are read by the host (boards/src/qemu-board.ts).
 /bin/busybox mkdir -p /dev /proc /sys
@@ -32,7 +33,9 @@ for w in $(cat /proc/cmdline); do
     bpfleet.transport=*) transport=${w#*=} ;;
     bpfleet.mqtt=*) mqtt=${w#*=} ;;
     bpfleet.dev_probes=1) dev_probes=1 ;;
-    bpfleet.node_options=*) NODE_OPTIONS=$(echo "${w#*=}" | tr ',' ' '); export NODE_OPTIONS ;;
+    # Command-line flags, not NODE_OPTIONS: V8 flags like --single-threaded-gc are refused there.
+    bpfleet.node_options=none) BPFLEET_NODE_FLAGS=""; export BPFLEET_NODE_FLAGS ;;
+    bpfleet.node_options=*) BPFLEET_NODE_FLAGS=$(echo "${w#*=}" | tr ',' ' '); export BPFLEET_NODE_FLAGS ;;
   esac
 done
 # shellcheck disable=SC1091
@@ -89,7 +92,7 @@ while :; do
     sleep 5
     n=$((n + 1))
     if [ $((n % 3)) = 0 ] && [ -r /proc/$pid/status ]; then
-      echo "BPFLEET-RSS $(awk '/^VmRSS/ {print $2}' /proc/$pid/status) kB uptime=$(cut -d' ' -f1 /proc/uptime)"
+      echo "BPFLEET-RSS $(awk '/^VmRSS/ {r=$2} /^VmHWM/ {h=$2} END {print r " kB hwm=" h}' /proc/$pid/status) kB uptime=$(cut -d' ' -f1 /proc/uptime)"
     fi
   done
   wait "$pid"

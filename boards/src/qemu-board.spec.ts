@@ -60,4 +60,11 @@ describe('emulated boards', () => {
     expect(() => bootAppend(p, { name: 'b-1', controller: '127.0.0.1:1', mqtt: 'mqtt://127.0.0.1:2' })).toThrow(/is for transport mqtt/);
     expect(() => bootAppend(p, { name: 'b-1', controller: '127.0.0.1:1', transport: 'mqtt', mqtt: 'mqtt://a b:1' })).toThrow();
   });
+
+  it('passes several node flags as one comma-joined word and refuses unsafe ones', () => {
+    const p = loadProfile('qemu-dayu200');
+    const g = bootAppend(p, { name: 'b-1', controller: '127.0.0.1:17474', nodeOptions: ['--max-semi-space-size=1', '--single-threaded-gc'] });
+    expect(g.append.split(' ')).toContain('bpfleet.node_options=--max-semi-space-size=1,--single-threaded-gc');
+    expect(() => bootAppend(p, { name: 'b-1', controller: '127.0.0.1:1', nodeOptions: ['--a;reboot'] })).toThrow(/node option/);
+  });
 });

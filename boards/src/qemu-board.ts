@@ -106,7 +106,7 @@ export interface StartOptions {
   token?: string;
   /** Seconds between loopback connections the board's init makes (0 = none). */
   traffic?: number;
-  /** Node.js options for the agent (NODE_OPTIONS on the board). */
+  /** Node.js flags for the agent, in place of the runtime's defaults (["none"]: no flags). */
   nodeOptions?: string[];
   /** Session transport (default the profile's); with mqtt, the broker as this machine names it. */
   transport?: BoardTransport;
@@ -130,8 +130,8 @@ export function bootAppend(profile: BoardProfile, opts: StartOptions): { append:
     if (opts.mqtt === undefined) throw new Error(`board ${opts.name}: transport mqtt needs the broker URL (--mqtt mqtt://HOST:PORT)`);
     mqtt = guestMqttUrl(opts.mqtt);
   }
-  for (const [what, v] of [['name', opts.name], ['token', opts.token ?? 'x'], ['controller', controller], ['node option', opts.nodeOptions?.join(',') || 'x'],
-    ['MQTT broker', mqtt ?? 'x']] as const) {
+  for (const [what, v] of [['name', opts.name], ['token', opts.token ?? 'x'], ['controller', controller],
+    ...(opts.nodeOptions ?? []).map((o) => ['node option', o] as const), ['MQTT broker', mqtt ?? 'x']] as const) {
     if (!SAFE_WORD.test(v)) throw new Error(`board ${what} "${v}" cannot go on a kernel command line (letters, digits and ._:@+=/- only)`);
   }
   const append = [

@@ -56,6 +56,16 @@ export interface Runtime {
 
 export const runtimeRoot = (env: NodeJS.ProcessEnv = process.env): string => path.join(cacheRoot(env), 'runtime');
 
+/**
+ * Node.js flags the launcher gives the agent unless BPFLEET_NODE_FLAGS is set (the emulated
+ * boards set it from bpfleet.node_options=). --lite-mode (no optimizing compilers, lazy feedback)
+ * is what kept a board's agent with a probe running under 60 MB; it costs CPU per event when a
+ * probe is busy. A 1 MiB young generation, and GC on the main thread: a board has one or two
+ * cores, where GC helper threads add switches, not speed.
+ * Measured by test/bench/board-footprint.bench.ts (docs/BENCHMARKS.md).
+ */
+export const AGENT_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--lite-mode'];
+
 const AGENT_ENTRY = `import { main } from ${JSON.stringify(path.join(REPO_ROOT, 'agent', 'src', 'main.ts'))};
 process.exit(await main(process.argv.slice(2)));
 `;
@@ -165,7 +175,8 @@ async function buildRuntime(arch: string, opts: { env?: NodeJS.ProcessEnv; progr
   const nodeTgz = await fetchNode(pins, env);
   progress(`fetching ${pins.debs.length} Debian packages`, 0.35);
   const debs = await fetchDebs(pins, env);
-  const key = sha256('runtime-v2', arch, JSON.stringify(pins), agentJs, agentVersion, await sha256File(nodeTgz), ...(await Promise.all(debs.map(sha256File))));
+  const launcher = launcherScript(arch, pins);
+  const key = sha256('runtime-v3', arch, JSON.stringify(pins), launcher, agentJs, agentVersion, await sha256File(nodeTgz), ...(await Promise.all(debs.map(sha256File))));
   const stampFile = path.join(dir, '.stamp');
   const done = (): Runtime => ({
     arch, dir, tarball, key, nodeVersion: pins.node.version, unpackedBytes: dirBytes(dir), compressedBytes: statSync(tarball).size,
@@ -204,12 +215,7 @@ async function buildRuntime(arch: string, opts: { env?: NodeJS.ProcessEnv; progr
   writeFileSync(path.join(tmp, 'app', 'agent.mjs'), agentJs);
   // agentVersion() reads ../package.json relative to the agent module.
   writeFileSync(path.join(tmp, 'package.json'), JSON.stringify({ name: '@bpfleet/agent', version: agentVersion, type: 'module' }) + '\n');
-  writeFileSync(path.join(tmp, 'bpfleet-agent'), `#!/bin/sh
-# bpfleet-agent for ${arch}: node ${pins.node.version} through the bundled glibc loader, so it runs on
-# a musl (OpenHarmony) or busybox userland too.
-here=$(cd "$(dirname "$0")" && pwd)
-exec "$here/bin/bpfleet-agent" --library-path "$here/lib" "$here/bin/node" "$here/app/agent.mjs" "$@"
-`, { mode: 0o755 });
+  writeFileSync(path.join(tmp, 'bpfleet-agent'), launcher, { mode: 0o755 });
   writeFileSync(path.join(tmp, 'runtime.json'), JSON.stringify({ arch, node: pins.node, debs: pins.debs, agentVersion, key }, null, 2) + '\n');
   writeFileSync(path.join(tmp, '.stamp'), key);
   rmSync(dir, { recursive: true, force: true });
@@ -219,4 +225,15 @@ exec "$here/bin/bpfleet-agent" --library-path "$here/lib" "$here/bin/node" "$her
   renameSync(`${tarball}.tmp`, tarball);
   progress(`built`, 1);
   return done();
+}
+
+/** The runtime's bpfleet-agent script; BPFLEET_NODE_FLAGS (even empty) replaces the default flags. */
+export function launcherScript(arch: string, pins: ArchPins): string {
+  return `#!/bin/sh
+# bpfleet-agent for ${arch}: node ${pins.node.version} through the bundled glibc loader, so it runs on
+# a musl (OpenHarmony) or busybox userland too.
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck disable=SC2086
+exec "$here/bin/bpfleet-agent" --library-path "$here/lib" "$here/bin/node" \${BPFLEET_NODE_FLAGS-${AGENT_NODE_FLAGS.join(' ')}} "$here/app/agent.mjs" "$@"
+`;
 }

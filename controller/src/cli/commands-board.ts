@@ -132,7 +132,8 @@ export const boardUpCommand: Command = {
                        board through the admin API, with labels board=<profile>,arch=<arch>
   --traffic SECS       emulated boards make a loopback TCP connection (port 7777) every SECS
   --timeout SECS       how long to wait for each agent to enroll (default 900: TCG is slow)
-  --node-options "..."  Node.js options for the agent on emulated boards (e.g. "--jitless")
+  --node-options "..."  Node.js flags for the agent on emulated boards (e.g. "--jitless"), in
+                       place of the runtime's defaults; "none" for no flags
   --no-wait            return once QEMU started
   --ssh USER@HOST      a real board over ssh: copy the agent runtime, start the agent
   --hdc [SERIAL]       a real OpenHarmony board over hdc (not testable without a device)
