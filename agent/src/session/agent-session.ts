@@ -57,7 +57,7 @@ export interface AgentSessionOptions {
   /** On stop, how long to try to send what the stopped probes wrote last (default 3 s). */
   shutdownFlushMs?: number;
   batch?: Partial<BatchLimits>;
-  runner?: Pick<ProbeRunnerOptions, 'backoff' | 'stopGraceMs' | 'maxPendingBatches' | 'loaderFactory'>;
+  runner?: Pick<ProbeRunnerOptions, 'backoff' | 'stopGraceMs' | 'maxPendingBatches' | 'loaderFactory' | 'manifests'>;
   log?: (line: string) => void;
 }
 

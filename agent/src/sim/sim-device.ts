@@ -5,11 +5,14 @@ import { mkdirSync } from 'node:fs';
 import type { DeviceFacts } from '@bpfleet/proto';
 import { BundleInstaller } from '../bundles/index.js';
 import { agentVersion, dataPaths, ensureIdentity } from '../config.js';
-import { ProbeRegistry, type LoaderFactory } from '../probes/index.js';
+import { ContentManifestCache, ProbeRegistry, type LoaderFactory } from '../probes/index.js';
 import { AgentSession } from '../session/index.js';
 import { Spool } from '../spool/index.js';
 import { hostArch } from '../system/index.js';
 import { GrpcTransport, MqttTransport, grpcEnroll, type Transport } from '../transport/index.js';
+
+// Every device of this process installs the same loader: one `--manifest` spawn for all of them.
+const sharedManifests = new ContentManifestCache();
 
 export interface SimDeviceSpec {
   index: number;
@@ -94,7 +97,7 @@ export class SimDevice {
       // No dev directory: Hello lists what was deployed, as on a board.
       registry: new ProbeRegistry({ installDir: paths.probes }),
       facts: () => Promise.resolve({ ...this.facts, hostname: spec.name }),
-      runner: { loaderFactory: this.loaderFactory },
+      runner: { loaderFactory: this.loaderFactory, manifests: sharedManifests },
       log,
     });
     this.session.start();

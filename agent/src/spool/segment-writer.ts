@@ -4,6 +4,7 @@
 // is written. Only fsync may be slow; it runs synchronously for sync:'always' and on the
 // libuv pool otherwise.
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 
 const SEGMENT_NAME = /^seg-(\d{20})\.log$/;
@@ -29,6 +30,16 @@ export function fsyncDirSync(dir: string): void {
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** fsyncDirSync on the libuv pool. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }
 
@@ -100,7 +111,7 @@ export class SegmentWriter {
     return this.syncing;
   }
 
-  /** Closes the file after any sync in flight (and a last one when `sync`). */
+  /** Closes the file after any sync in flight (and a last one when `sync`), on the libuv pool. */
   async close(sync: boolean): Promise<void> {
     if (this.closed) return;
     try {
@@ -109,7 +120,7 @@ export class SegmentWriter {
     } finally {
       if (!this.closed) {
         this.closed = true;
-        fs.closeSync(this.fd);
+        await new Promise<void>((resolve, reject) => fs.close(this.fd, (err) => (err ? reject(err) : resolve())));
       }
     }
   }

@@ -78,6 +78,7 @@ describe.each<SyncPolicy>(['interval', 'always'])('spool on a full disk (sync: %
     // then takes the reserve back once the segments are gone. Appends resume.
     log.length = 0;
     spool.ack(S, next - 1n);
+    await spool.flush();
     expect(bytesOnDisk(dir)).toBe(0);
     expect(log).toEqual([`spool: disk full at ${dir}: writing the state file with the space kept in reserve for it`]);
     expect(fs.statSync(path.join(dir, 'spool-state.reserve')).size).toBeGreaterThanOrEqual(16 * 1024);

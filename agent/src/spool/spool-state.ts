@@ -2,10 +2,12 @@
 // (everything before was acknowledged or evicted), the next sequence to assign, and the loss
 // counters, so that a restart neither replays acknowledged data nor reuses a sequence number
 // nor forgets what was lost. Replaced atomically: write a temp file, fsync, rename, fsync the
-// directory. Sequence numbers are decimal strings (u64 does not fit a JSON number).
+// directory, all on the libuv pool (a process may hold hundreds of spools: the simulator).
+// Sequence numbers are decimal strings (u64 does not fit a JSON number).
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { fsyncDirSync } from './segment-writer.js';
+import { fsyncDir } from './segment-writer.js';
 
 export const STATE_FILE = 'spool-state.json';
 const STATE_VERSION = 1;
@@ -81,8 +83,12 @@ export function loadState(dir: string): SpoolState {
 
 let tempCounter = 0;
 
-/** Replaces the state file atomically and durably. */
-export function saveState(dir: string, state: SpoolState): void {
+/**
+ * Replaces the state file atomically and durably. The state is captured when called (the
+ * caller may change it while the write is in flight); resolves once the new file and its
+ * directory entry are on the device.
+ */
+export async function saveState(dir: string, state: SpoolState): Promise<void> {
   const json: StateJson = { version: STATE_VERSION, corruptBatches: state.corruptBatches, damaged: {}, streams: {} };
   for (const [name, offsets] of state.damaged) if (offsets.size > 0) json.damaged[name] = [...offsets];
   for (const [id, s] of state.streams) {
@@ -95,20 +101,21 @@ export function saveState(dir: string, state: SpoolState): void {
       appendErrors: s.appendErrors,
     };
   }
+  const text = JSON.stringify(json);
   const file = path.join(dir, STATE_FILE);
   const temp = `${file}.${process.pid}.${++tempCounter}.tmp`;
-  const fd = fs.openSync(temp, 'w', 0o600);
+  const fh = await fsp.open(temp, 'w', 0o600);
   try {
-    fs.writeFileSync(fd, JSON.stringify(json));
-    fs.fsyncSync(fd);
+    await fh.writeFile(text);
+    await fh.sync();
   } catch (err) {
-    fs.closeSync(fd);
-    fs.rmSync(temp, { force: true });
+    await fh.close().catch(() => undefined);
+    await fsp.rm(temp, { force: true });
     throw err;
   }
-  fs.closeSync(fd);
-  fs.renameSync(temp, file);
-  fsyncDirSync(dir);
+  await fh.close();
+  await fsp.rename(temp, file);
+  await fsyncDir(dir);
 }
 
 /** Removes temp files a crash left behind. */

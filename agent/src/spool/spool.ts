@@ -13,13 +13,20 @@
 //   'none'      the kernel writes back when it likes (~30 s): fastest, loses the most.
 // After a power cut the log may end earlier than the sequence numbers the controller already
 // stored; ack() then moves nextSeq past acked_through so that no number is reused.
+//
+// The state file (acknowledged positions, next sequence numbers) is saved on the libuv pool, at
+// most every `stateFlushMs` and whenever segments are removed; one save at a time. A removed
+// segment leaves `segments` and the size count at once, but its file is deleted only after a
+// save that started after the removal has completed, so a restart never sees a deleted record's
+// number as free. `flush()` waits for that.
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { EventBatch, StreamCursor } from '@bpfleet/proto';
 import { SpoolInputError, decodeRecordBody, encodeRecordHead, validateBatch, type SpoolBatchInput } from './record-format.js';
 import { readSegment } from './segment-reader.js';
 import { newSegmentSummary, noteBatch, unacknowledgedIn, type SegmentSummary } from './segment-summary.js';
-import { SegmentWriter, fsyncDirSync } from './segment-writer.js';
+import { SegmentWriter, fsyncDir, fsyncDirSync } from './segment-writer.js';
 import { recoverSegments } from './spool-recovery.js';
 import { SpoolFullError, type SpoolOptions, type SpoolStats, type SpoolStreamStats, type SyncPolicy } from './spool-types.js';
 import {
@@ -52,6 +59,13 @@ export class Spool {
   private readonly timer: NodeJS.Timeout;
   private stateDirty = false;
   private dirDirty = false;
+  private dirSyncing = false;
+  /** The state save in flight (never rejects); null when none. */
+  private saving: Promise<void> | null = null;
+  /** A save was asked for while one was in flight: run another as soon as it ends. */
+  private saveAgain = false;
+  /** Removed segments whose files wait for the next completed state save. */
+  private doomed: SegmentSummary[] = [];
   private lastStateSave = 0;
   private syncErrors = 0;
   private reserveMissing = false;
@@ -87,10 +101,11 @@ export class Spool {
     const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
     const found = await recoverSegments(opts.dir, state, log);
     const spool = new Spool({ ...opts, log }, state, found.segments, found.nextIndex, found.tornBytes);
-    spool.saveStateNow();
+    await spool.requestSave();
     spool.reserveMissing = !ensureReserve(opts.dir);
     spool.deleteAcknowledged();
     spool.makeRoom(0);
+    if (spool.saving) await spool.saving;
     return spool;
   }
 
@@ -220,6 +235,14 @@ export class Spool {
     return true;
   }
 
+  /**
+   * Resolves once the state as it stands now is durable and the files of segments removed so
+   * far (acknowledged, evicted) are deleted.
+   */
+  async flush(): Promise<void> {
+    await this.requestSave();
+  }
+
   /** Flushes, closes the open segment and writes the state file. */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -227,7 +250,7 @@ export class Spool {
     clearInterval(this.timer);
     if (this.writer) this.retireWriter();
     await Promise.all([...this.closing]);
-    this.saveStateNow();
+    await this.requestSave();
   }
 
   private appendNow(streamId: string, batch: SpoolBatchInput): bigint {
@@ -344,38 +367,79 @@ export class Spool {
   }
 
   /**
-   * The state file is written before a segment is deleted, so a restart never assigns a
-   * sequence number of a deleted record again. On a full disk the state cannot be written
-   * until space is freed: then the segments go first (a crash in between may replay what was
-   * acknowledged; the controller dedups).
+   * Drops `segs` from the spool now; their files go once a state save that starts after this
+   * completes (saveOnce), so a restart never assigns a sequence number of a deleted record
+   * again.
    */
   private removeSegments(segs: SegmentSummary[]): void {
-    const saved = this.saveStateNow();
     for (const seg of segs) {
-      fs.rmSync(seg.file, { force: true });
-      this.state.damaged.delete(path.basename(seg.file));
       this.totalBytes -= seg.bytes;
       this.segments.splice(this.segments.indexOf(seg), 1);
+      this.doomed.push(seg);
     }
-    if (!saved) this.saveStateNow();
+    this.stateDirty = true;
+    void this.requestSave();
+  }
+
+  /** Starts a save, or asks the one in flight for another after it; resolves when both are done. */
+  private requestSave(): Promise<void> {
+    if (this.saving) {
+      this.saveAgain = true;
+      return this.saving;
+    }
+    const run = async (): Promise<void> => {
+      try {
+        do {
+          this.saveAgain = false;
+          await this.saveOnce();
+        } while (this.saveAgain);
+      } finally {
+        // In the same synchronous step as the last check of saveAgain: a request after this
+        // starts a new run instead of joining one that has finished.
+        this.saving = null;
+      }
+    };
+    this.saving = run();
+    return this.saving;
+  }
+
+  /**
+   * One state save, then the deletion of the segments removed before it started. On a full
+   * disk the state may not be writable until space is freed: then the segments go anyway and
+   * the state is written again right after (a crash in between may replay what was
+   * acknowledged; the controller dedups).
+   */
+  private async saveOnce(): Promise<void> {
+    const removing = this.doomed.splice(0);
+    const saved = await this.writeState();
+    if (removing.length === 0) return;
+    for (const seg of removing) {
+      try {
+        await fsp.rm(seg.file, { force: true });
+      } catch (err) {
+        this.log(`spool: could not delete ${seg.file}: ${(err as Error).message}`);
+      }
+      this.state.damaged.delete(path.basename(seg.file));
+    }
+    if (!saved) this.saveAgain = true;
     if (this.reserveMissing) this.reserveMissing = !ensureReserve(this.opts.dir);
   }
 
   /** Writes the state file; on a full disk, with the reserved space if it is still there. */
-  private saveStateNow(): boolean {
-    this.lastStateSave = Date.now();
+  private async writeState(): Promise<boolean> {
     for (;;) {
+      this.lastStateSave = Date.now();
+      this.stateDirty = false;
       try {
-        saveState(this.opts.dir, this.state);
-        this.stateDirty = false;
+        await saveState(this.opts.dir, this.state);
         return true;
       } catch (err) {
+        this.stateDirty = true;
         if (isDiskFull(err) && releaseReserve(this.opts.dir)) {
           this.reserveMissing = true;
           this.log(`spool: disk full at ${this.opts.dir}: writing the state file with the space kept in reserve for it`);
           continue;
         }
-        this.stateDirty = true;
         this.log(`spool: could not write the state file in ${this.opts.dir}: ${(err as Error).message}`);
         return false;
       }
@@ -387,15 +451,17 @@ export class Spool {
       const w = this.writer;
       w.syncAsync().catch((err: unknown) => this.syncFailed(w.file, err));
     }
-    if (this.dirDirty && this.sync !== 'none') {
+    if (this.dirDirty && !this.dirSyncing && this.sync !== 'none') {
       this.dirDirty = false;
-      try {
-        fsyncDirSync(this.opts.dir);
-      } catch (err) {
-        this.syncFailed(this.opts.dir, err);
-      }
+      this.dirSyncing = true;
+      fsyncDir(this.opts.dir)
+        .catch((err: unknown) => this.syncFailed(this.opts.dir, err))
+        .finally(() => (this.dirSyncing = false));
     }
-    if (this.stateDirty && Date.now() - this.lastStateSave >= (this.opts.stateFlushMs ?? 1000)) this.saveStateNow();
+    // Dirtied during a save: the next tick after stateFlushMs saves again.
+    if (this.stateDirty && !this.saving && Date.now() - this.lastStateSave >= (this.opts.stateFlushMs ?? 1000)) {
+      void this.requestSave();
+    }
   }
 
   private syncFailed(file: string, err: unknown): void {
