@@ -37,6 +37,8 @@ export interface EmbeddedBroker {
   /** What the controller's bridge logs in with. */
   controllerLogin: { username: string; password: string };
   counters: BrokerCounters;
+  /** The aedes instance itself (diagnostics and tests). */
+  aedes: Aedes;
   close(): Promise<void>;
 }
 
@@ -58,6 +60,12 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const who = new WeakMap<Client, { controller: boolean; deviceId: string }>();
 
   const options: AedesOptions = {
+    // No cap on messages in flight inside the broker's bus (aedes' default is 100). Past the cap
+    // mqemitter 7.1 queues, and drains the queue by recursion when deliveries complete at once:
+    // 1,000 devices publishing together queued thousands and overflowed the stack, killing the
+    // controller. Uncapped, each client still has one publish in flight (aedes handles a client's
+    // packets in order), so what the bus holds stays bounded by the connected clients.
+    concurrency: 0,
     authenticate: (client, username, password, done) => {
       const user = username ?? '';
       const pass = password?.toString('utf8') ?? '';
@@ -126,6 +134,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     url: `mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`,
     controllerLogin: { username: CONTROLLER_USERNAME, password: controllerPassword },
     counters,
+    aedes,
     close: async () => {
       await new Promise<void>((r) => server.close(() => r()) ?? r());
       for (const s of sockets) s.destroy();

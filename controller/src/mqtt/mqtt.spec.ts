@@ -15,6 +15,7 @@ import { loadTcpstates, seqBatch } from '../store/tcpstates-fixture.js';
 import { x86Facts } from '../server/test-agent.js';
 import { mosquittoAclText, mosquittoPasswdText, mosquittoPasswordHash } from './mosquitto-files.js';
 import { renderMqttMetrics } from './mqtt-metrics.js';
+import { startEmbeddedBroker } from './embedded-broker.js';
 import { startMqtt, type RunningMqtt } from './start-mqtt.js';
 import { controllerFilters, deviceAclDenial, deviceTopic, parseDeviceTopic } from './topics.js';
 
@@ -37,6 +38,32 @@ describe('topic scheme and device ACL', () => {
     expect(parseDeviceTopic(`bpfleet/v1/${me}/up/extra`)).toBeUndefined();
     expect(controllerFilters('bpfleet')).toEqual({ up: '$share/bpfleet/bpfleet/v1/+/up', result: 'bpfleet/v1/+/result', status: 'bpfleet/v1/+/status' });
     expect(controllerFilters(undefined).up).toBe('bpfleet/v1/+/up');
+  });
+});
+
+describe('embedded broker bus', () => {
+  const quietLog: FleetLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
+  it('carries 20,000 messages that all arrive while 200 deliveries are outstanding, without overflowing the stack', async () => {
+    // With aedes' default cap of 100 in flight, the 19,900 queued behind the held deliveries
+    // were drained by recursion on release (mqemitter 7.1): RangeError, and the controller died.
+    const broker = await startEmbeddedBroker({ fleet: { authenticate: () => Promise.reject(new Error('no devices here')), log: quietLog }, port: 0 });
+    try {
+      const held: (() => void)[] = [];
+      let delivered = 0;
+      await new Promise<void>((r) => broker.aedes.mq.on('bus/#', (_packet: unknown, done: () => void) => {
+        delivered++;
+        if (held.length < 200) held.push(done);
+        else done();
+      }, r));
+      let emitted = 0;
+      for (let i = 0; i < 20_000; i++) broker.aedes.mq.emit({ topic: 'bus/x', payload: Buffer.alloc(8) }, () => { emitted++; });
+      for (const done of held.splice(0)) done();
+      await new Promise((r) => setImmediate(r));
+      expect(delivered).toBe(20_000);
+      expect(emitted).toBe(20_000);
+    } finally {
+      await broker.close();
+    }
   });
 });
 
