@@ -1,6 +1,6 @@
 // The spool's contract: what the transport relies on after an outage, a cut or a restart.
 import * as fs from 'node:fs';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { Spool, SpoolInputError, type SyncPolicy } from './index.js';
 import { RECORD_MAGIC_BYTES } from './record-format.js';
 import {
@@ -275,5 +275,31 @@ describe('spool with many streams', () => {
     await spool.append(S, makeBatch(5));
     spool.ack(S, 900n);
     expect((await spool.append(S, makeBatch(1))).firstSeq).toBe(901n);
+  });
+});
+
+describe('an idle spool', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('schedules no timer while idle, ticks while a batch waits for its sync and state save, then sleeps again', async () => {
+    // A board's agent sits idle most of the time: a 200 ms tick that finds nothing to do was most
+    // of its idle CPU.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    const spool = await openSpool(tempDir('idle'), { sync: 'interval' });
+    expect(vi.getTimerCount()).toBe(0);
+    await spool.append(S, makeBatch(10));
+    expect(vi.getTimerCount()).toBe(1);
+    let ticks = 0;
+    while (vi.getTimerCount() > 0 && ticks < 20) {
+      await vi.advanceTimersByTimeAsync(200);
+      await spool.flush();
+      ticks++;
+    }
+    expect(ticks).toBeGreaterThan(0);
+    expect(vi.getTimerCount()).toBe(0);
+    spool.ack(S, 10n);
+    expect(vi.getTimerCount()).toBe(1);
   });
 });

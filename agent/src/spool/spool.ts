@@ -56,7 +56,9 @@ export class Spool {
   private totalBytes = 0;
   private scratch: Buffer = Buffer.allocUnsafe(4096);
   private readonly closing = new Set<Promise<void>>();
-  private readonly timer: NodeJS.Timeout;
+  /** The sync/state tick, armed only while something waits for it (an idle agent sleeps). */
+  private timer: NodeJS.Timeout | undefined;
+  private readonly period: number;
   private stateDirty = false;
   private dirDirty = false;
   private dirSyncing = false;
@@ -87,8 +89,16 @@ export class Spool {
     this.sync = opts.sync ?? 'interval';
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
     for (const [id, s] of state.streams) this.streams.set(id, entry(id, s));
-    const period = this.sync === 'interval' ? (opts.syncIntervalMs ?? 200) : (opts.stateFlushMs ?? 1000);
-    this.timer = setInterval(() => this.tick(), period);
+    this.period = this.sync === 'interval' ? (opts.syncIntervalMs ?? 200) : (opts.stateFlushMs ?? 1000);
+  }
+
+  /** Something became dirty: make sure a tick comes. */
+  private arm(): void {
+    if (this.timer !== undefined || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.tick();
+    }, this.period);
     this.timer.unref();
   }
 
@@ -132,6 +142,7 @@ export class Spool {
     const firstSeq = st.nextSeq;
     st.nextSeq += BigInt(count);
     this.stateDirty = true;
+    this.arm();
     return firstSeq;
   }
 
@@ -149,6 +160,7 @@ export class Spool {
     if (ackedThrough < st.firstSeq) return;
     st.firstSeq = ackedThrough + 1n;
     this.stateDirty = true;
+    this.arm();
     this.deleteAcknowledged();
   }
 
@@ -232,6 +244,7 @@ export class Spool {
     this.streams.delete(streamId);
     this.state.streams.delete(streamId);
     this.stateDirty = true;
+    this.arm();
     return true;
   }
 
@@ -247,7 +260,8 @@ export class Spool {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.writer) this.retireWriter();
     await Promise.all([...this.closing]);
     await this.requestSave();
@@ -290,6 +304,7 @@ export class Spool {
     } catch (err) {
       st.appendErrors += batch.count;
       this.stateDirty = true;
+      this.arm();
       const code = (err as NodeJS.ErrnoException).code ?? '';
       if (isDiskFull(err)) throw new SpoolFullError(this.opts.dir, code, streamId, batch.count);
       throw new Error(
@@ -300,6 +315,7 @@ export class Spool {
     }
     st.nextSeq = firstSeq + BigInt(batch.count);
     this.stateDirty = true;
+    this.arm();
     return firstSeq;
   }
 
@@ -313,7 +329,10 @@ export class Spool {
     this.segments.push(seg);
     // 'always': the new file's directory entry is durable before a record in it is.
     if (this.sync === 'always') fsyncDirSync(this.opts.dir);
-    else this.dirDirty = true;
+    else {
+      this.dirDirty = true;
+      this.arm();
+    }
     return { writer, seg };
   }
 
@@ -378,6 +397,7 @@ export class Spool {
       this.doomed.push(seg);
     }
     this.stateDirty = true;
+    this.arm();
     void this.requestSave();
   }
 
@@ -435,6 +455,7 @@ export class Spool {
         return true;
       } catch (err) {
         this.stateDirty = true;
+        this.arm();
         if (isDiskFull(err) && releaseReserve(this.opts.dir)) {
           this.reserveMissing = true;
           this.log(`spool: disk full at ${this.opts.dir}: writing the state file with the space kept in reserve for it`);
@@ -462,6 +483,9 @@ export class Spool {
     if (this.stateDirty && !this.saving && Date.now() - this.lastStateSave >= (this.opts.stateFlushMs ?? 1000)) {
       void this.requestSave();
     }
+    // Tick again only while something still waits; an idle spool schedules nothing (a failed
+    // background fdatasync re-marks its writer dirty and is retried with the next append's tick).
+    if (this.stateDirty || this.dirDirty || (this.sync === 'interval' && this.writer?.dirty)) this.arm();
   }
 
   private syncFailed(file: string, err: unknown): void {
@@ -477,6 +501,7 @@ export class Spool {
     this.state.damaged.set(path.basename(seg.file), seg.knownCorrupt);
     this.state.corruptBatches += 1;
     this.stateDirty = true;
+    this.arm();
     this.log(`spool: ${seg.file}: ${bytes} bytes at offset ${offset} fail their checksum on replay; skipped, counted as corrupt`);
   }
 
