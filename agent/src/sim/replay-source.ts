@@ -158,7 +158,13 @@ export class ReplayLoader implements LoaderHandle {
       if (this.exitedFlag || this.stopping) return;
       this.startedAt = Date.now();
       const tickMs = this.opts.tickMs ?? Math.min(100, Math.max(1, Math.floor((1000 * this.ringMax) / 4 / Math.max(1, this.opts.rate))));
-      this.tick = setInterval(() => this.generate(), tickMs);
+      // Each device ticks at its own phase: real boards are not in step, and a thousand replays
+      // released by one gate would otherwise make their records (and then their batches) in the
+      // same millisecond. The first tick makes what came due since startedAt, so the rate holds.
+      setTimeout(() => {
+        if (this.exitedFlag || this.stopping) return;
+        this.tick = setInterval(() => this.generate(), tickMs);
+      }, Math.floor(Math.random() * tickMs));
     };
     if (this.opts.gate) void this.opts.gate.then(go);
     else go();
