@@ -1,17 +1,15 @@
 // The embedded MQTT broker (aedes, MQTT 3.1.1) that `bpfleet controller --mqtt` runs in its own
 // process, so a fleet over MQTT needs nothing else. Devices log in with username = device id and
-// password = their credential from enrollment (checked against the store); the controller's own
-// bridge logs in with a secret made at start. ACLs: a device may publish only on its own
+// password = their credential from enrollment (checked against the store). The controller's own
+// bridge is not a client: it sits on the broker's message bus (inprocess-port.ts), so no login
+// can claim to be the controller. ACLs: a device may publish only on its own
 // up/result/status topics and subscribe only to its own cmd topic (topics.ts). A refused
 // publish closes the device's connection (MQTT 3.1.1 has no way to refuse one publish); a refused
 // subscription gets the failure return code 0x80. Both are logged and counted.
-import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
 import type { Fleet } from '../fleet/fleet.js';
 import { deviceAclDenial } from './topics.js';
-
-export const CONTROLLER_USERNAME = 'bpfleet-controller';
 
 export interface EmbeddedBrokerOptions {
   fleet: Pick<Fleet, 'authenticate'> & { log: Fleet['log'] };
@@ -34,8 +32,6 @@ export interface BrokerCounters {
 export interface EmbeddedBroker {
   /** mqtt://host:port (or mqtts://) as devices reach it. */
   url: string;
-  /** What the controller's bridge logs in with. */
-  controllerLogin: { username: string; password: string };
   counters: BrokerCounters;
   /** The aedes instance itself (diagnostics and tests). */
   aedes: Aedes;
@@ -46,39 +42,24 @@ function authError(message: string, returnCode: 4 | 5): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
-const same = (a: string, b: string) => {
-  const x = Buffer.from(a), y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
-};
-
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const { fleet } = opts;
   const log = fleet.log;
-  const controllerPassword = randomBytes(24).toString('base64url');
   const counters: BrokerCounters = { authFailures: 0, publishDenied: 0, subscribeDenied: 0, connected: 0 };
   /** client id -> the identity it logged in as. */
-  const who = new WeakMap<Client, { controller: boolean; deviceId: string }>();
+  const who = new WeakMap<Client, { deviceId: string }>();
 
   const options: AedesOptions = {
     // No cap on messages in flight inside the broker's bus (aedes' default is 100). Past the cap
     // mqemitter 7.1 queues, and drains the queue by recursion when deliveries complete at once:
     // 1,000 devices publishing together queued thousands and overflowed the stack, killing the
-    // controller. Uncapped, each client still has one publish in flight (aedes handles a client's
-    // packets in order), so what the bus holds stays bounded by the connected clients.
+    // controller. Uncapped, each client still has only what one read of its socket held in flight
+    // (aedes reads on once those are handled), so what the bus holds stays bounded by the clients.
     concurrency: 0,
     authenticate: (client, username, password, done) => {
       const user = username ?? '';
       const pass = password?.toString('utf8') ?? '';
       const peer = (client.conn as Socket | undefined)?.remoteAddress ?? 'unknown';
-      if (user === CONTROLLER_USERNAME) {
-        if (same(pass, controllerPassword)) {
-          who.set(client, { controller: true, deviceId: '' });
-          return done(null, true);
-        }
-        counters.authFailures++;
-        log.warn(`mqtt: refused a login as ${CONTROLLER_USERNAME} from ${peer}: wrong password`);
-        return done(authError('bad controller password', 4), false);
-      }
       fleet.authenticate(pass).then((device) => {
         if (device.id !== user || client.id !== device.id) {
           counters.authFailures++;
@@ -86,7 +67,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
             `of the credential (${device.id})`);
           return done(authError('username and client id must be the device id', 5), false);
         }
-        who.set(client, { controller: false, deviceId: device.id });
+        who.set(client, { deviceId: device.id });
         done(null, true);
       }, (err: unknown) => {
         counters.authFailures++;
@@ -97,7 +78,6 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     authorizePublish: (client, packet, done) => {
       if (client === null) return done(null); // the broker's own publishes
       const id = who.get(client);
-      if (id?.controller) return done(null);
       const denial = deviceAclDenial(id?.deviceId ?? '?', 'publish', packet.topic);
       if (denial === undefined) return done(null);
       counters.publishDenied++;
@@ -106,7 +86,6 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
     authorizeSubscribe: (client, sub, done) => {
       const id = who.get(client);
-      if (id?.controller) return done(null, sub);
       const denial = deviceAclDenial(id?.deviceId ?? '?', 'subscribe', sub.topic);
       if (denial === undefined) return done(null, sub);
       counters.subscribeDenied++;
@@ -115,8 +94,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
   };
   const aedes = await Aedes.createBroker(options);
-  aedes.on('clientReady', (c) => { if (!who.get(c)?.controller) counters.connected++; });
-  aedes.on('clientDisconnect', (c) => { if (who.get(c) && !who.get(c)!.controller) counters.connected--; });
+  aedes.on('clientReady', (c) => { if (who.has(c)) counters.connected++; });
+  aedes.on('clientDisconnect', (c) => { if (who.has(c)) counters.connected--; });
 
   // No Nagle: a PUBACK or a small ack held back 40 ms (delayed ACK on the peer) stalls a QoS 1 flow.
   const handle = (socket: Socket) => { socket.setNoDelay(true); aedes.handle(socket); };
@@ -132,7 +111,6 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   server.on('connection', (s: Socket) => { sockets.add(s); s.once('close', () => sockets.delete(s)); });
   return {
     url: `mqtt://${host.includes(':') ? `[${host}]` : host}:${port}`,
-    controllerLogin: { username: CONTROLLER_USERNAME, password: controllerPassword },
     counters,
     aedes,
     close: async () => {

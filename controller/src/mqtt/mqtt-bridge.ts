@@ -1,5 +1,6 @@
-// The controller's side of the MQTT transport: one mqtt.js client (to the embedded broker or an
-// external one) that maps each device's topics to a Fleet session with transport "mqtt".
+// The controller's side of the MQTT transport: maps each device's topics to a Fleet session with
+// transport "mqtt". It meets the broker through a port (bridge-port.ts): the embedded aedes
+// broker in this process, or an external broker through an mqtt.js client.
 //
 // - .../up (Hello, EventBatch, Heartbeat, ProbeStatus, PipelineStats): a Hello opens a new
 //   session (Fleet.openSession queues the Welcome); any other message of a device without a
@@ -10,34 +11,25 @@
 //   it is the will of an older connection than the one the session knows.
 // - .../cmd: every message the fleet sends to the device (Welcome, Ack, commands), QoS 1.
 //
-// Messages are handled one at a time (mqtt.js sends the PUBACK once handleMessage finishes), so
-// a controller busy committing slows the broker's delivery rather than queueing in memory.
-// Nothing is acked to the agent before the store committed it: a message this controller took
-// and then lost (crash) is replayed by the agent from its spool.
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+// A device's messages are handled one at a time and the port takes the next one only after
+// (ports: backpressure), so a controller busy committing slows the broker's delivery rather
+// than queueing in memory. Nothing is acked to the agent before the store committed it: a
+// message this controller took and then lost (crash) is replayed by the agent from its spool.
 import { AgentMessage, ControllerMessage } from '@bpfleet/proto';
 import { FleetError } from '../fleet/fleet-error.js';
 import type { Fleet } from '../fleet/fleet.js';
 import type { AgentSession, SessionLink } from '../fleet/session.js';
 import type { DeviceRow } from '../store/store.js';
+import type { BridgePort } from './bridge-port.js';
 import { controllerFilters, deviceTopic, parseDeviceTopic, TOPIC_ROOT } from './topics.js';
 
 export interface MqttBridgeOptions {
   fleet: Fleet;
-  /** mqtt://HOST:PORT or mqtts://HOST:PORT. */
-  url: string;
-  username: string;
-  password: string;
-  /** Unique per controller; with clean: false the broker keeps its subscriptions and queue across restarts. */
-  clientId: string;
+  /** The broker: InProcessPort (embedded) or ClientPort (external). */
+  port: BridgePort;
   /** MQTT 5 shared-subscription group for the up topics (several controllers); none: every up message. */
   share?: string;
-  /** 5 for an external broker (shared subscriptions), 4 for the embedded aedes. */
-  protocolVersion?: 4 | 5;
-  /** Persistent broker session (default true). */
-  persistent?: boolean;
-  tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
-  /** Controller messages published but not yet PUBACKed beyond which droppable ones are dropped (default 4096). */
+  /** Controller messages published but not yet written out beyond which droppable ones are dropped (default 4096). */
   maxPendingOut?: number;
   root?: string;
 }
@@ -55,7 +47,11 @@ export interface MqttBridgeCounters {
   dropped: number;
   /** Results of commands another controller sent (several controllers). */
   foreignResults: number;
+  /** Times the bridge lost the broker and got it back (external brokers). */
   reconnects: number;
+  /** Messages being handled now (a gauge), and their bytes: what the controller holds in memory for the broker. */
+  inFlight: number;
+  inFlightBytes: number;
 }
 
 interface DeviceState {
@@ -69,16 +65,14 @@ const errText = (err: unknown) => (err instanceof Error ? err.message : String(e
 export class MqttBridge {
   readonly counters: MqttBridgeCounters = {
     received: 0, malformed: 0, refused: 0, sessionsOpened: 0, sessionsAdopted: 0, sessionsEnded: 0, published: 0, dropped: 0,
-    foreignResults: 0, reconnects: 0,
+    foreignResults: 0, reconnects: 0, inFlight: 0, inFlightBytes: 0,
   };
-  private client: MqttClient | undefined;
   private readonly devices = new Map<string, DeviceState>();
   private deviceRows = new Map<string, DeviceRow>();
   private pendingOut = 0;
   private readonly root: string;
   private readonly log: Fleet['log'];
   private closing = false;
-  private connectedOnce = false;
   private readonly malformedLogged = new Set<string>();
 
   constructor(private readonly opts: MqttBridgeOptions) {
@@ -86,65 +80,10 @@ export class MqttBridge {
     this.log = opts.fleet.log;
   }
 
-  /** Connects and subscribes; resolves once subscribed the first time (rejects after 15 s without). */
-  start(): Promise<void> {
-    const o = this.opts;
-    const options: IClientOptions = {
-      clientId: o.clientId,
-      username: o.username,
-      password: o.password,
-      clean: !(o.persistent ?? true),
-      protocolVersion: o.protocolVersion ?? 4,
-      keepalive: 20,
-      connectTimeout: 10_000,
-      reconnectPeriod: 1000,
-      resubscribe: false,
-      ...(o.protocolVersion === 5 && (o.persistent ?? true) ? { properties: { sessionExpiryInterval: 3600 } } : {}),
-      ...(o.tls ? { ca: o.tls.ca, ...(o.tls.cert ? { cert: o.tls.cert, key: o.tls.key } : {}), rejectUnauthorized: true } : {}),
-    };
-    const client = mqtt.connect(o.url, options);
-    this.client = client;
-    client.handleMessage = (packet, done) => {
-      this.onMessage(packet.topic, packet.payload as Buffer).then(() => done(), (err: unknown) => {
-        this.log.error(`mqtt: handling a message on ${packet.topic} failed: ${errText(err)}`);
-        done();
-      });
-    };
-    const filters = controllerFilters(o.share, this.root);
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no connection to the MQTT broker ${o.url} within 15 s`)), 15_000);
-      client.on('connect', () => {
-        // No Nagle: acks to devices are small and each one matters at once.
-        (client.stream as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-        client.subscribe([filters.status, filters.result, filters.up], { qos: 1 }, (err, granted) => {
-          const bad = (granted ?? []).filter((g) => g.qos === 128).map((g) => g.topic);
-          if (err || bad.length > 0) {
-            const why = `the broker ${o.url} refused the controller's subscriptions ${err ? err.message : bad.join(', ')}: ` +
-              `check its ACL for user ${o.username} (docs/MQTT.md)`;
-            this.log.error(`mqtt: ${why}`);
-            clearTimeout(timer);
-            reject(new Error(why));
-            return;
-          }
-          if (this.connectedOnce) {
-            this.counters.reconnects++;
-            this.log.info(`mqtt: reconnected to ${o.url}`);
-          }
-          this.connectedOnce = true;
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-      client.on('error', (err) => {
-        if (!this.connectedOnce) {
-          clearTimeout(timer);
-          reject(new Error(`MQTT broker ${o.url}: ${err.message}`));
-        } else {
-          this.log.warn(`mqtt: ${err.message}`);
-        }
-      });
-      client.on('offline', () => { if (!this.closing) this.log.warn(`mqtt: lost the broker ${o.url}; reconnecting`); });
-    });
+  /** Subscribes through the port; resolves once subscribed the first time. */
+  async start(): Promise<void> {
+    const filters = controllerFilters(this.opts.share, this.root);
+    await this.opts.port.start([filters.status, filters.result, filters.up], (topic, payload) => this.handle(topic, payload));
   }
 
   /** Devices with a session through this bridge. */
@@ -158,11 +97,23 @@ export class MqttBridge {
     this.closing = true;
     for (const [, d] of this.devices) d.session?.end('the controller is shutting down');
     this.devices.clear();
-    const c = this.client;
-    if (c) await new Promise<void>((r) => c.end(false, {}, () => r()));
+    await this.opts.port.close();
   }
 
   // ------------------------------------------------------------------ inbound
+
+  private async handle(topic: string, payload: Buffer): Promise<void> {
+    const c = this.counters;
+    c.inFlight++;
+    c.inFlightBytes += payload.length;
+    try {
+      await this.onMessage(topic, payload);
+    } finally {
+      c.inFlight--;
+      c.inFlightBytes -= payload.length;
+      c.reconnects = this.opts.port.reconnects;
+    }
+  }
 
   private async onMessage(topic: string, payload: Buffer): Promise<void> {
     if (this.closing) return;
@@ -305,14 +256,13 @@ export class MqttBridge {
   }
 
   private publish(topic: string, msg: ControllerMessage, droppable: boolean): void {
-    const c = this.client;
-    if (!c || this.closing) return;
+    if (this.closing) return;
     if (droppable && this.pendingOut >= (this.opts.maxPendingOut ?? 4096)) {
       this.counters.dropped++;
       return;
     }
     this.pendingOut++;
     this.counters.published++;
-    c.publish(topic, Buffer.from(ControllerMessage.encode(msg).finish()), { qos: 1 }, () => { this.pendingOut--; });
+    this.opts.port.publish(topic, Buffer.from(ControllerMessage.encode(msg).finish()), () => { this.pendingOut--; });
   }
 }

@@ -23,5 +23,8 @@ export function renderMqttMetrics(c: { bridge: MqttBridgeCounters; broker?: Brok
   s({ event: 'adopted' }, b.sessionsAdopted);
   s({ event: 'ended' }, b.sessionsEnded);
   x.family('bpfleet_mqtt_foreign_results_total', 'counter', 'Command results for commands another controller sent (ignored here).')({}, b.foreignResults);
+  x.family('bpfleet_mqtt_reconnects_total', 'counter', 'Times the controller lost its external MQTT broker and got it back.')({}, b.reconnects);
+  x.family('bpfleet_mqtt_in_flight', 'gauge', 'MQTT messages from devices being handled by the controller now.')({}, b.inFlight);
+  x.family('bpfleet_mqtt_in_flight_bytes', 'gauge', 'Bytes of those messages.')({}, b.inFlightBytes);
   return x.toString();
 }

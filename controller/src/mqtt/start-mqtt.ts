@@ -3,6 +3,8 @@
 import os from 'node:os';
 import type { Fleet } from '../fleet/fleet.js';
 import { startEmbeddedBroker, type BrokerCounters } from './embedded-broker.js';
+import { ClientPort } from './client-port.js';
+import { InProcessPort } from './inprocess-port.js';
 import { MqttBridge, type MqttBridgeCounters } from './mqtt-bridge.js';
 import { renderMqttMetrics } from './mqtt-metrics.js';
 
@@ -35,13 +37,10 @@ export async function startMqtt(opts: MqttOptions): Promise<RunningMqtt> {
   const { fleet } = opts;
   if (opts.embedded) {
     const broker = await startEmbeddedBroker({ fleet, host: opts.embedded.host, port: opts.embedded.port });
-    // The bridge reaches the broker over loopback like any client; the embedded broker has no
-    // shared subscriptions (aedes speaks MQTT 3.1.1) and needs none: it is this controller's.
-    const local = `mqtt://127.0.0.1:${new URL(broker.url).port}`;
-    const bridge = new MqttBridge({
-      fleet, url: local, ...broker.controllerLogin, clientId: `bpfleet-controller-${process.pid}`,
-      protocolVersion: 4, persistent: false,
-    });
+    // The bridge sits on the broker's own message bus: no socket, no second MQTT session, and
+    // each device's TCP stream is what slows down when the store is busy (inprocess-port.ts).
+    // The embedded broker has no shared subscriptions (aedes speaks MQTT 3.1.1) and needs none.
+    const bridge = new MqttBridge({ fleet, port: new InProcessPort(broker.aedes, fleet.log) });
     try {
       await bridge.start();
     } catch (err) {
@@ -57,15 +56,15 @@ export async function startMqtt(opts: MqttOptions): Promise<RunningMqtt> {
   }
   const ext = opts.external;
   if (!ext) throw new Error('startMqtt: give embedded or external');
-  const bridge = new MqttBridge({
-    fleet, url: ext.url, username: ext.username, password: ext.password,
+  const port = new ClientPort({
+    url: ext.url, username: ext.username, password: ext.password, log: fleet.log,
     clientId: ext.clientId ?? `bpfleet-controller-${os.hostname()}-${process.pid}`,
     // Alone, a persistent session lets the broker queue devices' messages while this controller restarts.
     // In a share group it would also hold messages for a controller gone for good: clean then.
     protocolVersion: 5, persistent: ext.share === undefined,
-    ...(ext.share ? { share: ext.share } : {}),
     ...(ext.ca ? { tls: { ca: ext.ca } } : {}),
   });
+  const bridge = new MqttBridge({ fleet, port, ...(ext.share ? { share: ext.share } : {}) });
   await bridge.start();
   fleet.addMetricsSource(() => renderMqttMetrics({ bridge: bridge.counters }));
   return {
