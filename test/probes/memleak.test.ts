@@ -57,6 +57,11 @@ describe('memleak on this kernel', () => {
     const u = spawnSync(probeBinary('memleak'), ['--pid', String(process.pid), '--sample-rate', '4', '--duration', '1']);
     expect(u.status).toBe(2);
     expect(u.stderr.toString()).toMatch(/--sample-rate is for --kernel/);
+    // A table too small to be useful, or larger than the loader allows.
+    for (const n of ['100', '99999999', '-5', '4k']) {
+      const r = spawnSync(probeBinary('memleak'), ['--kernel', '--max-allocs', n, '--duration', '1']);
+      expect(r.status, `--max-allocs ${n}`).toBe(2);
+    }
   });
 
   it(`a program leaking ${N} blocks of ${SIZE} bytes shows ${N} outstanding; freed ones do not`, async () => {
@@ -125,7 +130,9 @@ describe('memleak on this kernel', () => {
         if (!closedAt && d.toString().includes('"closed"')) closedAt = process.hrtime.bigint();
       });
       // Every process: the pid and comm in the records are the probe's attribution, not a filter.
-      const run = runProbe('memleak', ['--json', '--kernel', '--min-age-ms', '200', '--interval', '400'], {
+      // Every live allocation of the machine is held, so the table is sized for a busy one (a
+      // test suite reading files filled the default 65536 in 5 s here); map_full must stay 0.
+      const run = runProbe('memleak', ['--json', '--kernel', '--max-allocs', '524288', '--min-age-ms', '200', '--interval', '400'], {
         waitReady: true,
       });
       await run.ready;

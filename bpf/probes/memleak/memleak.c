@@ -58,12 +58,15 @@ static const struct probe_arg args[] = {
 			  "by kernel stack, of every process or of --pid / --comm (the allocating task)" },
 	{ "sample-rate", "N", "--kernel: record about one allocation in N, counted as sampled_out (default 1: all); "
 			      "value and count are then of the sampled allocations only" },
+	{ "max-allocs", "N", "live allocations the probe can hold (default 65536, about 100 bytes of kernel memory each); "
+			     "those past it are counted as map_full. --kernel without --pid on a busy machine needs more" },
 };
 
 static unsigned long long min_age_ms = 500;
 static const char *libc_path;
 static bool kernel_mode;
 static unsigned long sample_rate = 1;
+static unsigned long max_allocs;	/* 0: the map's own size */
 static char libc_buf[PATH_MAX + 64];
 
 static int parse_arg(const char *name, const char *value)
@@ -82,6 +85,11 @@ static int parse_arg(const char *name, const char *value)
 		errno = 0;
 		sample_rate = strtoul(value, &end, 10);
 		return errno || end == value || *end || *value == '-' || !sample_rate || sample_rate > 1000000 ? -1 : 0;
+	}
+	if (!strcmp(name, "max-allocs")) {
+		errno = 0;
+		max_allocs = strtoul(value, &end, 10);
+		return errno || end == value || *end || *value == '-' || max_allocs < 1024 || max_allocs > (1ul << 24) ? -1 : 0;
 	}
 	if (strcmp(name, "min-age-ms"))
 		return -1;
@@ -371,6 +379,11 @@ int main(int argc, char **argv)
 		if ((i < NUSER) == kernel_mode)
 			bpf_program__set_autoload(bpf_object__find_program_by_name(skel->obj, hooks[i].prog), false);
 	skel->rodata->sample_rate = (__u32)sample_rate;
+	if (max_allocs && bpf_map__set_max_entries(skel->maps.allocs, (__u32)max_allocs)) {
+		fprintf(stderr, "memleak: cannot size the allocation table to %lu entries\n", max_allocs);
+		memleak_bpf__destroy(skel);
+		return EXIT_RUNTIME;
+	}
 	probe_prepare(&run, skel->obj);
 	err = probe_run(&run, skel->obj);
 	if (agg.slot_fd >= 0)
