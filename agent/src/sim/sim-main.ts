@@ -32,9 +32,15 @@ export interface SimResult {
 const SUM_KEYS = ['devices', 'started', 'startFailures', 'connected', 'peakConnected', 'runsStarted', 'runsEnded', 'generated', 'ringbufFull', 'written',
   'spooled', 'acked', 'backlog', 'spoolEvicted', 'appendErrors', 'transportDowns', 'cpuSeconds', 'rssMiB', 'maxRssMiB'] as const;
 
+/** Worst of any worker, not a sum. */
+const MAX_KEYS = ['loopDelayP99Ms', 'loopDelayMaxMs'] as const;
+
 export function sumReports(reports: WorkerReport[]): Omit<WorkerReport, 'worker' | 'pid'> {
-  const t = Object.fromEntries(SUM_KEYS.map((k) => [k, 0])) as Omit<WorkerReport, 'worker' | 'pid'>;
-  for (const r of reports) for (const k of SUM_KEYS) t[k] += r[k];
+  const t = Object.fromEntries([...SUM_KEYS, ...MAX_KEYS].map((k) => [k, 0])) as Omit<WorkerReport, 'worker' | 'pid'>;
+  for (const r of reports) {
+    for (const k of SUM_KEYS) t[k] += r[k];
+    for (const k of MAX_KEYS) t[k] = Math.max(t[k], r[k] ?? 0);
+  }
   return t;
 }
 
@@ -46,10 +52,10 @@ function table(rows: (string | number)[][]): string {
 
 export function resultTable(res: SimResult): string {
   const head = ['worker', 'pid', 'devices', 'connected', 'generated', 'ring lost', 'spooled', 'acked', 'unacked', 'evicted',
-    'spool refused', 'transport errors', 'cpu s', 'max rss MiB'];
+    'spool refused', 'transport errors', 'cpu s', 'max rss MiB', 'loop delay p99/max ms'];
   const row = (name: string, pid: string, r: Omit<WorkerReport, 'worker' | 'pid'>): (string | number)[] => [name, pid, r.devices,
     r.peakConnected, r.generated, r.ringbufFull, r.spooled, r.acked, r.backlog, r.spoolEvicted, r.appendErrors,
-    r.transportDowns, r.cpuSeconds, r.maxRssMiB];
+    r.transportDowns, r.cpuSeconds, r.maxRssMiB, `${Math.round(r.loopDelayP99Ms)}/${Math.round(r.loopDelayMaxMs)}`];
   return table([head, ...res.workers.map((w) => row(String(w.worker), String(w.pid), w)), row('total', '', res.totals)]);
 }
 

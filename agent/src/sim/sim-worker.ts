@@ -2,6 +2,7 @@
 // to the parent (sim-main.ts) over the IPC channel every second, and once more at the end.
 import { createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Manifest } from '@bpfleet/proto';
 import { detectDeviceFacts } from '../system/index.js';
 import { loadRecording, newReplayCounters, replayLoaderFactory } from './replay-source.js';
@@ -58,6 +59,13 @@ export interface WorkerReport {
   cpuSeconds: number;
   rssMiB: number;
   maxRssMiB: number;
+  /**
+   * How late the worker's event loop ran while the devices emitted (from the go), ms: p99 and
+   * max. Every device of the worker waits that long for its timers and sockets; a delay past the
+   * gRPC keepalive timeout (5 s) loses links.
+   */
+  loopDelayP99Ms: number;
+  loopDelayMaxMs: number;
 }
 
 export type WorkerMessage = { type: 'progress' | 'final'; report: WorkerReport } | { type: 'error'; message: string };
@@ -94,6 +102,8 @@ export async function runWorker(send: (m: WorkerMessage) => void, messages: Asyn
   let maxRss = 0;
   let peakConnected = 0;
 
+  // 10 ms resolution: what matters here is hundreds of ms to seconds.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
   const report = (): WorkerReport => {
     const sum = (f: (d: SimDevice) => number): number => devices.reduce((n, d) => n + f(d), 0);
     const c = process.cpuUsage(cpu0);
@@ -110,6 +120,7 @@ export async function runWorker(send: (m: WorkerMessage) => void, messages: Asyn
       spoolEvicted: sum((d) => d.spoolEvicted), appendErrors: sum((d) => d.appendErrors),
       transportDowns: sum((d) => d.counters.transportDowns),
       cpuSeconds: (c.user + c.system) / 1e6, rssMiB: rss, maxRssMiB: maxRss,
+      loopDelayP99Ms: loopDelay.count ? loopDelay.percentile(99) / 1e6 : 0, loopDelayMaxMs: loopDelay.count ? loopDelay.max / 1e6 : 0,
     };
   };
   const progress = setInterval(() => send({ type: 'progress', report: report() }), 1000);
@@ -127,7 +138,11 @@ export async function runWorker(send: (m: WorkerMessage) => void, messages: Asyn
   });
 
   let drain: ParentMessage | undefined;
-  while ((drain = (await it.next()).value as ParentMessage | undefined)?.type === 'go') go();
+  while ((drain = (await it.next()).value as ParentMessage | undefined)?.type === 'go') {
+    loopDelay.enable();
+    go();
+  }
+  loopDelay.disable(); // the emitting is over: the drain and the stops are not measured
   factory.endAll(); // runs the controller started after the go, or a drain before the end
   const deadline = Date.now() + (drain?.type === 'drain' ? drain.timeoutMs : 0);
   while (Date.now() < deadline && devices.some((d) => d.backlog > 0)) await new Promise((r) => setTimeout(r, 200));

@@ -35,14 +35,14 @@ describe('worker split', () => {
     expect(deviceName('sim-', 7)).toBe('sim-0007');
   });
 
-  it('adds worker reports up field by field', () => {
-    const r = (w: number, generated: number): WorkerReport => ({
+  it('adds worker reports up field by field; loop delays are the worst worker\'s', () => {
+    const r = (w: number, generated: number, loop = 0): WorkerReport => ({
       worker: w, pid: w, devices: 2, started: 2, startFailures: 0, connected: 2, peakConnected: 2, runsStarted: 2, runsEnded: 2, generated,
       ringbufFull: 1, written: generated - 1, spooled: generated - 1, acked: generated - 1, backlog: 0, spoolEvicted: 0, appendErrors: 0,
-      transportDowns: 0, cpuSeconds: 1, rssMiB: 10, maxRssMiB: 10,
+      transportDowns: 0, cpuSeconds: 1, rssMiB: 10, maxRssMiB: 10, loopDelayP99Ms: loop, loopDelayMaxMs: 2 * loop,
     });
-    const t = sumReports([r(0, 100), r(1, 50)]);
-    expect(t).toMatchObject({ devices: 4, generated: 150, ringbufFull: 2, acked: 148 });
+    const t = sumReports([r(0, 100, 30), r(1, 50, 120)]);
+    expect(t).toMatchObject({ devices: 4, generated: 150, ringbufFull: 2, acked: 148, loopDelayP99Ms: 120, loopDelayMaxMs: 240 });
   });
 });
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { readClientConfig, startAdminApi } from '../admin/index.js';
 import { loadOrCreateSigningKey } from '../bundles/index.js';
 import { Fleet, stderrLog } from '../fleet/index.js';
+import { startProcessMetrics } from '../metrics/index.js';
 import { startMqtt, type RunningMqtt } from '../mqtt/index.js';
 import { startGrpcServer, type GrpcTlsOptions } from '../server/index.js';
 import { openStore } from '../store/index.js';
@@ -67,6 +68,8 @@ export async function runController(opts: ControllerOptions): Promise<RunningCon
   const fleet = new Fleet({ store, signingKey, bpfOutDir: opts.bpfOutDir, log: opts.log ? { info: log, warn: log, error: log } : stderrLog,
     ...(opts.deployConcurrency !== undefined ? { deployConcurrency: opts.deployConcurrency } : {}) });
   await fleet.registerBuiltManifests();
+  const processMetrics = startProcessMetrics();
+  fleet.addMetricsSource(() => processMetrics.render());
   const grpc = await startGrpcServer({
     fleet, store, address: opts.grpcAddress ?? '127.0.0.1:7474', ...(opts.tls ? { tls: opts.tls } : {}),
   });
@@ -78,6 +81,7 @@ export async function runController(opts: ControllerOptions): Promise<RunningCon
       await grpc.close();
       await fleet.close();
       await store.close();
+      processMetrics.close();
       throw err;
     }
   }
@@ -99,6 +103,7 @@ export async function runController(opts: ControllerOptions): Promise<RunningCon
       await mqtt?.close();
       await fleet.close();
       await store.close();
+      processMetrics.close();
       throw err;
     }
   }
@@ -118,6 +123,7 @@ export async function runController(opts: ControllerOptions): Promise<RunningCon
       await mqtt?.close();
       await fleet.close();
       await store.close();
+      processMetrics.close();
     })()),
   };
 }

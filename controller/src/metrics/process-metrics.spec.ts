@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { startProcessMetrics } from './process-metrics.js';
+
+const value = (text: string, series: string): number => {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  if (!line) throw new Error(`no ${series} in:\n${text}`);
+  return Number(line.slice(series.length + 1));
+};
+
+describe('process metrics', () => {
+  it('a 300 ms stall of the event loop shows as the longest delay; CPU and RSS are the process\'s', async () => {
+    const m = startProcessMetrics();
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const before = value(m.render(), 'bpfleet_event_loop_delay_seconds{quantile="1"}');
+      expect(before).toBeLessThan(0.25);
+      const t = Date.now();
+      while (Date.now() - t < 300) { /* hold the loop */ }
+      await new Promise((r) => setTimeout(r, 50));
+      const text = m.render();
+      const max = value(text, 'bpfleet_event_loop_delay_seconds{quantile="1"}');
+      expect(max).toBeGreaterThanOrEqual(0.28);
+      expect(max).toBeLessThan(2);
+      // One stall among many on-time ticks: the median stays small.
+      expect(value(text, 'bpfleet_event_loop_delay_seconds{quantile="0.5"}')).toBeLessThan(0.1);
+      expect(value(text, 'bpfleet_process_cpu_seconds_total')).toBeGreaterThanOrEqual(0.3);
+      expect(value(text, 'bpfleet_process_resident_memory_bytes')).toBe(Math.round(value(text, 'bpfleet_process_resident_memory_bytes')));
+      expect(value(text, 'bpfleet_process_resident_memory_bytes')).toBeGreaterThan(10 << 20);
+    } finally {
+      m.close();
+    }
+  });
+});
