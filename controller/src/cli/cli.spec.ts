@@ -1,7 +1,7 @@
 // The CLI as a user runs it: a child process (bin/bpfleet.js through tsx) against a real admin
 // server over a real SqliteStore, its config found in $HOME/.config/bpfleet/controller.json.
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -212,5 +212,43 @@ describe('bpfleet against a running admin API', () => {
       child.kill('SIGINT');
     }
     expect(await exited).toBe(0);
+  });
+});
+
+describe('bpfleet controller --metrics-token-file', () => {
+  const freePort = () => new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => { const a = s.address() as AddressInfo; s.close(() => resolve(a.port)); });
+  });
+
+  it('refuses a short token; with one, scrapes need it and see the process families', async () => {
+    const dir = join(p.dir, 'metrics-token');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'short'), 'abc\n');
+    const bad = await bpfleet(['controller', '--data-dir', dir, '--metrics-token-file', join(dir, 'short')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/the metrics token is 3 characters; use at least 16/);
+    const tok = 'scrape-'.padEnd(40, 'x');
+    writeFileSync(join(dir, 'token'), `${tok}\n`);
+    const [grpcPort, adminPort] = [await freePort(), await freePort()];
+    const child = spawn(process.execPath, [BIN, 'controller', '--data-dir', dir, '--grpc', `127.0.0.1:${grpcPort}`,
+      '--admin', `127.0.0.1:${adminPort}`, '--metrics-token-file', join(dir, 'token')], { env: env({ XDG_CONFIG_HOME: join(dir, 'config') }) });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!err.includes('admin API on') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
+      expect(err).toContain(`admin API on http://127.0.0.1:${adminPort}`);
+      const url = `http://127.0.0.1:${adminPort}/metrics`;
+      expect((await fetch(url)).status).toBe(401);
+      expect((await fetch(url, { headers: { authorization: 'Bearer wrong-token-of-some-length' } })).status).toBe(401);
+      const ok = await fetch(url, { headers: { authorization: `Bearer ${tok}` } });
+      expect(ok.status).toBe(200);
+      const text = await ok.text();
+      expect(text).toMatch(/^bpfleet_event_loop_delay_seconds\{quantile="0\.99"\} [\d.e-]+$/m);
+      expect(text).toMatch(/^bpfleet_process_resident_memory_bytes [1-9]\d+$/m);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    }
   });
 });

@@ -23,13 +23,16 @@ export const controllerCommand: Command = {
   help: `Usage: bpfleet controller [--data-dir DIR] [--store FILE|URL] [--grpc HOST:PORT] [--admin HOST:PORT]
                           [--bpf-out DIR] [--tls-cert F --tls-key F [--tls-ca F [--mtls]]]
                           [--mqtt embedded|URL] [--mqtt-listen HOST:PORT] [--mqtt-share GROUP] ...
-                          [--http HOST:PORT] [--deploy-concurrency N]
+                          [--http HOST:PORT] [--deploy-concurrency N] [--metrics-token-file F]
 
   --data-dir DIR     database and bundle signing key (default ~/.local/share/bpfleet/controller)
   --store FILE|URL   SQLite database (default <data-dir>/bpfleet.db), or postgres://USER@HOST:PORT/DB
                      shared by several controllers (docs/SCALE-OUT.md)
   --grpc HOST:PORT   where agents connect (default 127.0.0.1:7474)
-  --admin HOST:PORT  admin API for the CLI (default 127.0.0.1:7475)
+  --admin HOST:PORT  admin API for the CLI (default 127.0.0.1:7475); also serves GET /metrics
+                     (Prometheus, docs/METRICS.md), open to anyone who reaches the port unless:
+  --metrics-token-file F  scrapes need "Authorization: Bearer <the token in F>" (also
+                     BPFLEET_METRICS_TOKEN); a read-only token apart from the admin token
   --bpf-out DIR      built probes to deploy (default bpf/out of this checkout)
   --http HOST:PORT   serve the web dashboard there (log in with the admin token; build it first:
                      npx nx run controller:build-web)
@@ -53,6 +56,7 @@ Writes the CLI's connection file (~/.config/bpfleet/controller.json) on start. S
     mqtt: { type: 'string' }, 'mqtt-listen': { type: 'string' }, 'mqtt-user': { type: 'string' },
     'mqtt-password-file': { type: 'string' }, 'mqtt-ca': { type: 'string' }, 'mqtt-share': { type: 'string' },
     'mqtt-client-id': { type: 'string' }, http: { type: 'string' }, 'deploy-concurrency': { type: 'string' },
+    'metrics-token-file': { type: 'string' },
   },
   positionals: [0, 0],
   async run(ctx) {
@@ -66,7 +70,14 @@ Writes the CLI's connection file (~/.config/bpfleet/controller.json) on start. S
     if (dc !== undefined && !/^[1-9]\d{0,5}$/.test(dc)) {
       throw new CliError(`--deploy-concurrency takes a whole number of devices >= 1 (e.g. 32), not '${dc}'`, 2);
     }
+    const mtFile = str(v, 'metrics-token-file');
+    const metricsToken = mtFile !== undefined ? readText(mtFile, 'metrics-token-file').trim() : ctx.io.env['BPFLEET_METRICS_TOKEN'];
+    if (metricsToken !== undefined && metricsToken.length < 16) {
+      throw new CliError(`${mtFile !== undefined ? `--metrics-token-file ${mtFile}` : 'BPFLEET_METRICS_TOKEN'}: the metrics token is ` +
+        `${metricsToken.length} characters; use at least 16 (e.g. openssl rand -hex 16 > ${mtFile ?? 'metrics.token'})`, 2);
+    }
     const running = await runController({
+      ...(metricsToken !== undefined ? { metricsToken } : {}),
       ...(mqtt ? { mqtt } : {}),
       ...(http ? { http } : {}),
       ...(dc !== undefined ? { deployConcurrency: Number(dc) } : {}),

@@ -39,6 +39,8 @@ export interface ControllerOptions {
   http?: { host: string; port: number; distDir?: string; tickMs?: number };
   /** Deploys in flight at once across all deploy requests (default 32; FleetOptions.deployConcurrency). */
   deployConcurrency?: number;
+  /** Bearer token GET /metrics requires (default: none, open to whoever reaches the admin port). */
+  metricsToken?: string;
   log?: (line: string) => void;
 }
 
@@ -89,6 +91,7 @@ export async function runController(opts: ControllerOptions): Promise<RunningCon
     store, fleet, grpcAddress: grpc.address, bpfOutDir: opts.bpfOutDir,
     host: opts.adminHost ?? '127.0.0.1', port: opts.adminPort ?? 7475,
     ...(opts.configPath ? { configPath: opts.configPath } : {}),
+    ...(opts.metricsToken !== undefined ? { metricsToken: opts.metricsToken } : {}),
   });
   let web: WebServer | undefined;
   if (opts.http) {
