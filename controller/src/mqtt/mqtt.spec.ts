@@ -16,6 +16,7 @@ import { x86Facts } from '../server/test-agent.js';
 import { mosquittoAclText, mosquittoPasswdText, mosquittoPasswordHash } from './mosquitto-files.js';
 import { renderMqttMetrics } from './mqtt-metrics.js';
 import { startEmbeddedBroker } from './embedded-broker.js';
+import { InProcessPort } from './inprocess-port.js';
 import { startMqtt, type RunningMqtt } from './start-mqtt.js';
 import { controllerFilters, deviceAclDenial, deviceTopic, parseDeviceTopic } from './topics.js';
 
@@ -67,6 +68,60 @@ describe('embedded broker bus', () => {
       expect(delivered).toBe(20_000);
       expect(emitted).toBe(20_000);
     } finally {
+      await broker.close();
+    }
+  });
+});
+
+describe('in-process port (the bridge on the embedded broker\'s bus)', () => {
+  const quietLog: FleetLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
+  it('hands over one device\'s messages one at a time and in order, different devices at once', async () => {
+    // Devices log in with username = client id = password = their id (a stand-in for enrollment).
+    const broker = await startEmbeddedBroker({ port: 0, fleet: { log: quietLog,
+      authenticate: (pass: string) => Promise.resolve({ id: pass } as Awaited<ReturnType<Fleet['authenticate']>>) } });
+    const port = new InProcessPort(broker.aedes, quietLog);
+    const seen = new Map<string, number[]>();
+    const busy = new Map<string, number>();
+    let perDeviceMax = 0, across = 0, acrossMax = 0;
+    const devices = ['d-aaaaaaaaaaaaaaa1', 'd-aaaaaaaaaaaaaaa2'];
+    const clients: MqttClient[] = [];
+    try {
+      await port.start(['bpfleet/v1/+/up'], async (topic, payload) => {
+        const dev = parseDeviceTopic(topic)!.deviceId;
+        busy.set(dev, (busy.get(dev) ?? 0) + 1);
+        perDeviceMax = Math.max(perDeviceMax, busy.get(dev)!);
+        acrossMax = Math.max(acrossMax, ++across);
+        await new Promise((r) => setTimeout(r, 5)); // a store commit
+        (seen.get(dev) ?? seen.set(dev, []).get(dev)!).push(payload.readUInt32BE(0));
+        busy.set(dev, busy.get(dev)! - 1);
+        across--;
+      });
+      const N = 60;
+      await Promise.all(devices.map(async (id) => {
+        const c = mqtt.connect(`mqtt://127.0.0.1:${new URL(broker.url).port}`, { clientId: id, username: id, password: id, reconnectPeriod: 0 });
+        clients.push(c);
+        await new Promise<void>((res, rej) => { c.once('connect', () => res()); c.once('error', rej); });
+        // All N written at once: aedes parses several from one read and hands them over together.
+        await Promise.all(Array.from({ length: N }, (_, i) => {
+          const b = Buffer.alloc(4);
+          b.writeUInt32BE(i);
+          return c.publishAsync(deviceTopic(id, 'up'), b, { qos: 1 });
+        }));
+      }));
+      const deadline = Date.now() + 10_000;
+      while (devices.some((d) => (seen.get(d)?.length ?? 0) < N) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const d of devices) expect(seen.get(d), d).toEqual(Array.from({ length: N }, (_, i) => i));
+      expect(perDeviceMax).toBe(1);
+      expect(acrossMax).toBe(2);
+      // Published into the bus, delivered to a device's subscription, called back once written.
+      const got = new Promise<Buffer>((res) => clients[0]!.once('message', (_t, m) => res(m)));
+      await new Promise<void>((res) => clients[0]!.subscribe(deviceTopic(devices[0]!, 'cmd'), { qos: 1 }, () => res()));
+      const written = new Promise<void>((res) => port.publish(deviceTopic(devices[0]!, 'cmd'), Buffer.from('welcome'), res));
+      await written;
+      expect((await got).toString()).toBe('welcome');
+    } finally {
+      await Promise.all(clients.map((c) => c.endAsync()));
+      await port.close();
       await broker.close();
     }
   });
