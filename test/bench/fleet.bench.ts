@@ -45,6 +45,8 @@ interface Row {
   ctlCpuPct: number; ctlUsPerEvent: number; ctlRssMiB: number; simCpuPct: number; simRssMiB: number;
   /** Event-loop delay, ms: the controller's over its last 60 to 90 s at the end of the emitting, the worst sim worker's over the emitting. */
   ctlLoop: { p99: number; max: number } | undefined; simLoop: { p99: number; max: number } | undefined;
+  /** The controller's store transactions and GC pauses, ms, over its last 60 to 90 s at the end of the emitting. */
+  ctlCommit: { p99: number; max: number } | undefined; ctlGc: { p99: number; max: number } | undefined;
   drained: boolean; enrollDeploySeconds: number; profile?: string; simProfile?: string | undefined;
 }
 
@@ -92,18 +94,23 @@ function topOfProfile(file: string, n = 15): string[] {
   return [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
 }
 
-/** The controller's event-loop delay (its last 60 to 90 s) from its /metrics, ms; undefined if unreadable. */
-async function controllerLoopDelay(url: string): Promise<Row['ctlLoop']> {
+type Quant = { p99: number; max: number } | undefined;
+
+/** From the controller's /metrics (its last 60 to 90 s), ms: event-loop delay, commit times, GC pauses; undefined if unreadable. */
+async function controllerTimes(url: string): Promise<{ loop: Quant; commit: Quant; gc: Quant }> {
   try {
     const text = await (await fetch(url, { signal: AbortSignal.timeout(10_000) })).text();
-    const q = (v: string): number => {
-      const line = text.split('\n').find((l) => l.startsWith(`bpfleet_event_loop_delay_seconds{quantile="${v}"} `));
-      return line ? Number(line.split(' ')[1]) * 1000 : NaN;
+    const q = (family: string): Quant => {
+      const v = (quantile: string): number => {
+        const line = text.split('\n').find((l) => l.startsWith(`${family}{quantile="${quantile}"} `));
+        return line ? Number(line.split(' ')[1]) * 1000 : NaN;
+      };
+      return { p99: v('0.99'), max: v('1') };
     };
-    return { p99: q('0.99'), max: q('1') };
+    return { loop: q('bpfleet_event_loop_delay_seconds'), commit: q('bpfleet_ingest_commit_seconds'), gc: q('bpfleet_gc_pause_seconds') };
   } catch (err) {
     process.stderr.write(`fleet.bench: cannot read the controller's metrics at ${url}: ${(err as Error).message}\n`);
-    return undefined;
+    return { loop: undefined, commit: undefined, gc: undefined };
   }
 }
 
@@ -125,14 +132,14 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
     // Controller CPU while the devices emit: from the deploy to the last run end.
     let emitStart: { at: number; cpu: number } | undefined, emitEnd: { at: number; cpu: number } | undefined;
     let rss = 0;
-    let ctlLoop: Promise<Row['ctlLoop']> = Promise.resolve(undefined);
+    let ctlTimes: ReturnType<typeof controllerTimes> = Promise.resolve({ loop: undefined, commit: undefined, gc: undefined });
     const timer = setInterval(() => {
       rss = Math.max(rss, peakRssMiB(pid) ?? 0);
       const log = sim.log();
       if (!emitStart && /all \d+ runs started/.test(log)) emitStart = { at: Date.now(), cpu: cpuSeconds(pid) ?? 0 };
       if (emitStart && !emitEnd && /every run ended/.test(log)) {
         emitEnd = { at: Date.now(), cpu: cpuSeconds(pid) ?? 0 };
-        ctlLoop = controllerLoopDelay(`http://127.0.0.1:${base + 1}/metrics`);
+        ctlTimes = controllerTimes(`http://127.0.0.1:${base + 1}/metrics`);
       }
     }, 250);
     const code = await sim.exited;
@@ -161,7 +168,7 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
       ctlCpuPct: emitStart && emitEnd ? (100 * emitCpu) / ((emitEnd.at - emitStart.at) / 1000) : (100 * ctlCpu) / simWall,
       ctlUsPerEvent: (ctlCpu * 1e6) / Math.max(1, stored), ctlRssMiB: Math.max(rss, peakRssMiB(pid) ?? 0),
       simCpuPct: (100 * t.cpuSeconds) / simWall, simRssMiB: t.maxRssMiB, drained: res.drained,
-      ctlLoop: await ctlLoop, simLoop: t.loopDelayMaxMs === undefined ? undefined : { p99: t.loopDelayP99Ms ?? NaN, max: t.loopDelayMaxMs },
+      ctlLoop: (await ctlTimes).loop, ctlCommit: (await ctlTimes).commit, ctlGc: (await ctlTimes).gc, simLoop: t.loopDelayMaxMs === undefined ? undefined : { p99: t.loopDelayP99Ms ?? NaN, max: t.loopDelayMaxMs },
       enrollDeploySeconds: emitStart ? (emitStart.at - t0) / 1000 : NaN,
     };
     if (code !== 0) process.stderr.write(`fleet.bench: ${name}: bpfleet sim exited ${code} (not everything acknowledged or devices failed)\n`);
@@ -183,19 +190,19 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
 
 const fmt = (n: number, d = 0): string => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : 'n/a');
 
-const loopCell = (l: Row['ctlLoop']): string => (l ? `${fmt(l.p99)}/${fmt(l.max)}` : 'n/a');
+const loopCell = (l: Quant): string => (l ? `${fmt(l.p99)}/${fmt(l.max)}` : 'n/a');
 
 function printTable(rows: Row[]): void {
   const head = ['run', 'transport', 'devices', 'offered ev/s', 'stored ev/s', 'x baseline', 'generated', 'stored', 'lost: ring', 'spool refused',
     'evicted', 'unacked', 'transport errs', 'store gaps/dup/rej', 'p50 s', 'p99 s', 'max s', 'ctl CPU %', 'ctl µs/ev', 'x baseline',
-    'ctl RSS MiB', 'ctl loop p99/max ms', 'sim CPU %', 'sim RSS MiB', 'sim loop p99/max ms', 'setup s'];
+    'ctl RSS MiB', 'ctl loop p99/max ms', 'ctl commit p99/max ms', 'ctl GC p99/max ms', 'sim CPU %', 'sim RSS MiB', 'sim loop p99/max ms', 'setup s'];
   const lines = [head];
   for (const r of rows) {
     const b = rows.find((x) => x.transport === r.transport && x.name === 'baseline');
     lines.push([r.name, r.transport, fmt(r.devices), fmt(r.offered), fmt(r.storedPerS), b ? fmt(r.storedPerS / b.storedPerS, 2) : '',
       fmt(r.generated), fmt(r.stored), fmt(r.loss.ring), fmt(r.loss.spoolRefused), fmt(r.loss.spoolEvicted), fmt(r.loss.unacked),
       fmt(r.loss.transportErrors), `${r.loss.storeGaps}/${r.loss.storeDuplicates}/${r.loss.storeRejected}`, fmt(r.p50, 3), fmt(r.p99, 3), fmt(r.max, 2),
-      fmt(r.ctlCpuPct), fmt(r.ctlUsPerEvent, 1), b ? fmt(r.ctlUsPerEvent / b.ctlUsPerEvent, 2) : '', fmt(r.ctlRssMiB), loopCell(r.ctlLoop),
+      fmt(r.ctlCpuPct), fmt(r.ctlUsPerEvent, 1), b ? fmt(r.ctlUsPerEvent / b.ctlUsPerEvent, 2) : '', fmt(r.ctlRssMiB), loopCell(r.ctlLoop), loopCell(r.ctlCommit), loopCell(r.ctlGc),
       fmt(r.simCpuPct), fmt(r.simRssMiB), loopCell(r.simLoop),
       fmt(r.enrollDeploySeconds, 1)]);
   }

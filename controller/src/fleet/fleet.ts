@@ -73,6 +73,8 @@ export interface FleetIngestCounters extends GroupCommitCounters {
   rejectedRecords: number;
   /** Bytes waiting for or in a commit. */
   backlogBytes: number;
+  /** Store transactions of the ingest over the last 60 to 90 s, seconds. */
+  commitSeconds: { p50: number; p99: number; max: number };
 }
 
 const RUN_STATES: Record<number, RunState> = {
@@ -358,7 +360,7 @@ export class Fleet extends EventEmitter<FleetEventMap> implements SessionHost {
   }
 
   ingestCounters(): FleetIngestCounters {
-    return { ...this.commit.counters, ...this.rejectedCounters, backlogBytes: this.commit.backlogBytes };
+    return { ...this.commit.counters, ...this.rejectedCounters, backlogBytes: this.commit.backlogBytes, commitSeconds: this.commit.commitSeconds() };
   }
 
   // ------------------------------------------------------------------ admin side

@@ -34,6 +34,23 @@ describe('GroupCommit', () => {
     expect(gc.counters).toMatchObject({ batches: 10, commits: 1, bytes: 10 * (100 + 64) });
   });
 
+  it('measures how long each transaction took (a commit held 80 ms shows as the longest)', async () => {
+    const store = fakeStore();
+    const gc = new GroupCommit<null>(store, { committed: () => undefined, failed: () => undefined }, { intervalMs: 1 });
+    expect(gc.commitSeconds()).toEqual({ p50: 0, p99: 0, max: 0 });
+    await gc.add('d', batch('d/p/r', 10), null);
+    await gc.flush();
+    const open = store.hold();
+    setTimeout(open, 80);
+    await gc.add('d', batch('d/p/r', 10), null);
+    await gc.flush();
+    const t = gc.commitSeconds();
+    expect(t.max).toBeGreaterThanOrEqual(0.075);
+    expect(t.max).toBeLessThan(1);
+    expect(t.p50).toBeLessThanOrEqual(t.max);
+    await gc.close();
+  });
+
   it('commits at once when the byte cap is reached, and caps each commit by bytes', async () => {
     const store = fakeStore();
     const gc = new GroupCommit<null>(store, { committed: () => undefined, failed: () => undefined }, { intervalMs: 10_000, maxBytes: 1000 });

@@ -3,6 +3,7 @@
 // (and its fsync, when there is one) serves many batches, which is what lets one controller keep
 // up with a fleet. The cap is bytes, not batches: a commit's cost is the bytes it writes.
 import type { EventBatch } from '@bpfleet/proto';
+import { WindowHistogram } from '../metrics/window-histogram.js';
 import type { IngestOutcome, Store } from '../store/store.js';
 
 export interface GroupCommitOptions {
@@ -58,6 +59,8 @@ export class GroupCommit<C> {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private roomWaiters: (() => void)[] = [];
+  /** How long each store transaction took (SQLite: the main thread is held that long). */
+  private readonly commitTimes = new WindowHistogram();
 
   constructor(private readonly store: Pick<Store, 'ingestMany'>, private readonly sink: CommitSink<C>,
     opts: GroupCommitOptions = {}, private readonly now: () => number = Date.now) {
@@ -77,6 +80,12 @@ export class GroupCommit<C> {
     if (this.pendingBytes + this.committingBytes <= this.maxPendingBytes) return Promise.resolve();
     this.counters.waits++;
     return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Commit durations over the last 60 to 90 s, seconds: p50, p99 and the longest. */
+  commitSeconds(): { p50: number; p99: number; max: number } {
+    const [p50, p99, max] = this.commitTimes.quantiles([0.5, 0.99, 1]) as [number, number, number];
+    return { p50, p99, max };
   }
 
   /** Bytes waiting for, or in, a commit. */
@@ -118,8 +127,10 @@ export class GroupCommit<C> {
     this.committingBytes += bytes;
     try {
       let outcomes: IngestOutcome[];
+      const t0 = performance.now();
       try {
         outcomes = await this.store.ingestMany(entries.map((e) => ({ deviceId: e.deviceId, batch: e.batch })));
+        this.commitTimes.record((performance.now() - t0) * 1e6);
       } catch (err) {
         this.counters.failedCommits++;
         this.counters.failedBatches += entries.length;
@@ -146,6 +157,7 @@ export class GroupCommit<C> {
     await this.flush();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.commitTimes.close();
     this.wakeWaiters();
   }
 }

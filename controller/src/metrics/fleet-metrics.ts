@@ -15,6 +15,8 @@ export interface IngestCounters {
   bytes?: number | bigint;
   /** Bytes waiting for or in a commit. */
   backlogBytes?: number | bigint;
+  /** Commit durations over a recent window, seconds. */
+  commitSeconds?: { p50: number; p99: number; max: number };
 }
 
 export interface FleetMetricsInput {
@@ -83,6 +85,13 @@ export function renderFleetMetrics(input: FleetMetricsInput): string {
     if (failedCommits !== undefined) x.family('bpfleet_ingest_failed_commits_total', 'counter', 'Store transactions of the ingest path that failed.')({}, failedCommits);
     if (bytes !== undefined) x.family('bpfleet_ingest_record_bytes_total', 'counter', 'Record bytes committed.')({}, bytes);
     if (backlogBytes !== undefined) x.family('bpfleet_ingest_backlog_bytes', 'gauge', 'Record bytes waiting for or in a commit.')({}, backlogBytes);
+    const cs = input.ingest.commitSeconds;
+    if (cs) {
+      const f = x.family('bpfleet_ingest_commit_seconds', 'gauge', 'How long the ingest\'s store transactions took over the last 60 to 90 s, by quantile (1: the longest).');
+      f({ quantile: '0.5' }, cs.p50);
+      f({ quantile: '0.99' }, cs.p99);
+      f({ quantile: '1' }, cs.max);
+    }
   }
   return x.toString();
 }

@@ -2,3 +2,4 @@
 export { Exposition, CONTENT_TYPE as METRICS_CONTENT_TYPE, escapeHelp, escapeLabelValue, type Labels, type MetricType } from './exposition.js';
 export { renderFleetMetrics, LOSS_COUNTERS, type FleetMetricsInput, type IngestCounters } from './fleet-metrics.js';
 export { startProcessMetrics, type ProcessMetrics } from './process-metrics.js';
+export { WindowHistogram } from './window-histogram.js';

@@ -23,6 +23,12 @@ describe('process metrics', () => {
       expect(max).toBeLessThan(2);
       // One stall among many on-time ticks: the median stays small.
       expect(value(text, 'bpfleet_event_loop_delay_seconds{quantile="0.5"}')).toBeLessThan(0.1);
+      // Some garbage: the collector runs and its pauses are seen.
+      let keep = 0;
+      for (let i = 0; i < 300_000; i++) keep += [i, { i }, `${i}`].length;
+      expect(keep).toBe(900_000);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(value(m.render(), 'bpfleet_gc_pause_seconds{quantile="1"}')).toBeGreaterThan(0);
       expect(value(text, 'bpfleet_process_cpu_seconds_total')).toBeGreaterThanOrEqual(0.3);
       expect(value(text, 'bpfleet_process_resident_memory_bytes')).toBe(Math.round(value(text, 'bpfleet_process_resident_memory_bytes')));
       expect(value(text, 'bpfleet_process_resident_memory_bytes')).toBeGreaterThan(10 << 20);
