@@ -51,6 +51,28 @@ describe('GroupCommit', () => {
     await gc.close();
   });
 
+  it('lets the event loop run between back-to-back commits of a synchronous store', async () => {
+    // Like SQLite: each transaction holds the thread. The loop must get a turn between them.
+    const order: string[] = [];
+    const store = {
+      ingestMany(items: IngestItem[]): Promise<IngestOutcome[]> {
+        order.push('commit');
+        const t = Date.now();
+        while (Date.now() - t < 20) { /* the transaction */ }
+        return Promise.resolve(items.map(() => ({ ok: true, stored: 1, duplicate: 0, gapRecords: 0, filled: 0, ackedThrough: 1n })));
+      },
+    };
+    const gc = new GroupCommit<null>(store, { committed: () => undefined, failed: () => undefined }, { intervalMs: 10_000, maxBytes: 1000 });
+    for (let i = 0; i < 4; i++) await gc.add('d', batch('d/p/r', 1000 - 64), null); // four full commits pending
+    setImmediate(() => order.push('io'));
+    const deadline = Date.now() + 5000;
+    while (order.filter((x) => x === 'commit').length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(order.filter((x) => x === 'commit')).toHaveLength(4);
+    // The loop ran before the last commit, not only after all of them.
+    expect(order.indexOf('io')).toBeGreaterThan(-1);
+    expect(order.indexOf('io')).toBeLessThan(order.lastIndexOf('commit'));
+  });
+
   it('commits at once when the byte cap is reached, and caps each commit by bytes', async () => {
     const store = fakeStore();
     const gc = new GroupCommit<null>(store, { committed: () => undefined, failed: () => undefined }, { intervalMs: 10_000, maxBytes: 1000 });

@@ -57,6 +57,8 @@ export class GroupCommit<C> {
   private pendingBytes = 0;
   private committingBytes = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** The next commit when a full one is already waiting: after the event loop had a turn. */
+  private immediate: NodeJS.Immediate | undefined;
   private running: Promise<void> | undefined;
   private roomWaiters: (() => void)[] = [];
   /** How long each store transaction took (SQLite: the main thread is held that long). */
@@ -102,7 +104,7 @@ export class GroupCommit<C> {
   }
 
   private arm(): void {
-    if (this.timer || this.running || this.pending.length === 0) return;
+    if (this.timer || this.immediate || this.running || this.pending.length === 0) return;
     const age = this.now() - this.pending[0]!.addedAtMs;
     this.timer = setTimeout(() => { this.timer = undefined; this.kick(); }, Math.max(0, this.intervalMs - age));
   }
@@ -110,10 +112,15 @@ export class GroupCommit<C> {
   private kick(): void {
     if (this.running) return;
     if (this.timer) { clearTimeout(this.timer); this.timer = undefined; }
+    if (this.immediate) { clearImmediate(this.immediate); this.immediate = undefined; }
     this.running = this.commitOnce().finally(() => {
       this.running = undefined;
       this.wakeWaiters();
-      if (this.pendingBytes >= this.maxBytes) this.kick();
+      // A full commit is waiting already: take it after the event loop's next turn, not at once.
+      // A synchronous store (SQLite) holds the loop for each transaction; chained in microtasks,
+      // a backlog of several commits held it for over a second (measured at 1,000 devices),
+      // and no ack, keepalive ping or incoming batch was handled in between.
+      if (this.pendingBytes >= this.maxBytes) this.immediate = setImmediate(() => { this.immediate = undefined; this.kick(); });
       else this.arm();
     });
   }
@@ -157,6 +164,8 @@ export class GroupCommit<C> {
     await this.flush();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = undefined;
     this.commitTimes.close();
     this.wakeWaiters();
   }
