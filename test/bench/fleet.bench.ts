@@ -144,6 +144,8 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
     }, 250);
     const code = await sim.exited;
     clearInterval(timer);
+    // A short run can end between two looks at the log: read the controller's times now, then.
+    if (!emitEnd) ctlTimes = controllerTimes(`http://127.0.0.1:${base + 1}/metrics`);
     const log = sim.log();
     const jsonStart = log.lastIndexOf('\n{\n');
     if (code !== 0 && jsonStart < 0) throw new Error(`bpfleet sim exited ${code}:\n${log.slice(-4000)}`);
