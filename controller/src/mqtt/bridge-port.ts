@@ -9,8 +9,6 @@
 export type PortHandler = (topic: string, payload: Buffer) => Promise<void>;
 
 export interface BridgePort {
-  /** Where the port is connected, for messages (mqtt://..., or "embedded"). */
-  readonly where: string;
   /** Times the port lost its broker and got it back. */
   readonly reconnects: number;
   /** Subscribes to the filters (QoS 1) and delivers what matches to `handler`; resolves once subscribed. */

@@ -30,10 +30,6 @@ export class ClientPort implements BridgePort {
 
   constructor(private readonly o: ClientPortOptions) {}
 
-  get where(): string {
-    return this.o.url;
-  }
-
   start(filters: string[], handler: PortHandler): Promise<void> {
     const o = this.o;
     const options: IClientOptions = {

@@ -18,7 +18,6 @@ const errText = (err: unknown) => (err instanceof Error ? err.message : String(e
 type BusListener = (packet: AedesPublishPacket, cb: () => void) => void;
 
 export class InProcessPort implements BridgePort {
-  readonly where = 'the embedded broker (in process)';
   readonly reconnects = 0;
   private readonly listeners: Array<[string, BusListener]> = [];
   /** Per publisher: the tail of its chain of messages being handled. */

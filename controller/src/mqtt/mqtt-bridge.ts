@@ -29,7 +29,10 @@ export interface MqttBridgeOptions {
   port: BridgePort;
   /** MQTT 5 shared-subscription group for the up topics (several controllers); none: every up message. */
   share?: string;
-  /** Controller messages published but not yet written out beyond which droppable ones are dropped (default 4096). */
+  /**
+   * Controller messages published and not yet PUBACKed by the external broker (or, embedded, not
+   * yet written to the device's socket) beyond which droppable ones are dropped (default 4096).
+   */
   maxPendingOut?: number;
   root?: string;
 }
