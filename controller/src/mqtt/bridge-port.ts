@@ -17,3 +17,6 @@ export interface BridgePort {
   publish(topic: string, payload: Buffer, done: () => void): void;
   close(): Promise<void>;
 }
+
+/** The message of a thrown value, for log lines of the bridge and its ports. */
+export const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));

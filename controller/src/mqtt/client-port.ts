@@ -3,7 +3,7 @@
 // slows the broker's delivery rather than queueing in memory.
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Fleet } from '../fleet/fleet.js';
-import type { BridgePort, PortHandler } from './bridge-port.js';
+import { errText, type BridgePort, type PortHandler } from './bridge-port.js';
 
 export interface ClientPortOptions {
   /** mqtt://HOST:PORT or mqtts://HOST:PORT. */
@@ -19,8 +19,6 @@ export interface ClientPortOptions {
   tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
   log: Fleet['log'];
 }
-
-const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 export class ClientPort implements BridgePort {
   reconnects = 0;

@@ -11,9 +11,7 @@
 // them from one read and hands them over together; different devices run concurrently.
 import type { Aedes, AedesPublishPacket } from 'aedes';
 import type { Fleet } from '../fleet/fleet.js';
-import type { BridgePort, PortHandler } from './bridge-port.js';
-
-const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+import { errText, type BridgePort, type PortHandler } from './bridge-port.js';
 
 type BusListener = (packet: AedesPublishPacket, cb: () => void) => void;
 

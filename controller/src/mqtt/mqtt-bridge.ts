@@ -20,7 +20,7 @@ import { FleetError } from '../fleet/fleet-error.js';
 import type { Fleet } from '../fleet/fleet.js';
 import type { AgentSession, SessionLink } from '../fleet/session.js';
 import type { DeviceRow } from '../store/store.js';
-import type { BridgePort } from './bridge-port.js';
+import { errText, type BridgePort } from './bridge-port.js';
 import { controllerFilters, deviceTopic, parseDeviceTopic, TOPIC_ROOT } from './topics.js';
 
 export interface MqttBridgeOptions {
@@ -62,8 +62,6 @@ interface DeviceState {
   /** Connection id of the latest "online" status. */
   conn: string;
 }
-
-const errText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 export class MqttBridge {
   readonly counters: MqttBridgeCounters = {
