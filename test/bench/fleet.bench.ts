@@ -37,6 +37,9 @@ interface SimTotals { devices: number; peakConnected: number; startFailures: num
 interface SimResult { emitSeconds: number; steadyFromMs: number; steadyToMs: number; drainSeconds: number; drained: boolean; totals: SimTotals; workers: { pid: number; cpuSeconds: number; maxRssMiB: number }[] }
 interface StreamStats { storedRecords: number; duplicateRecords: number; gapRecords: number; rejectedRecords: number; lost: Record<string, string> }
 
+/** p99 and max of a duration, ms; undefined when not measured. */
+type Quant = { p99: number; max: number } | undefined;
+
 interface Row {
   name: string; transport: string; devices: number; rate: number; seconds: number;
   offered: number; generated: number; stored: number; storedPerS: number;
@@ -44,9 +47,9 @@ interface Row {
   p50: number; p99: number; max: number;
   ctlCpuPct: number; ctlUsPerEvent: number; ctlRssMiB: number; simCpuPct: number; simRssMiB: number;
   /** Event-loop delay, ms: the controller's over its last 60 to 90 s at the end of the emitting, the worst sim worker's over the emitting. */
-  ctlLoop: { p99: number; max: number } | undefined; simLoop: { p99: number; max: number } | undefined;
+  ctlLoop: Quant; simLoop: Quant;
   /** The controller's store transactions and GC pauses, ms, over its last 60 to 90 s at the end of the emitting. */
-  ctlCommit: { p99: number; max: number } | undefined; ctlGc: { p99: number; max: number } | undefined;
+  ctlCommit: Quant; ctlGc: Quant;
   drained: boolean; enrollDeploySeconds: number; profile?: string; simProfile?: string | undefined;
 }
 
@@ -93,8 +96,6 @@ function topOfProfile(file: string, n = 15): string[] {
   });
   return [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
 }
-
-type Quant = { p99: number; max: number } | undefined;
 
 /** From the controller's /metrics (its last 60 to 90 s), ms: event-loop delay, commit times, GC pauses; undefined if unreadable. */
 async function controllerTimes(url: string): Promise<{ loop: Quant; commit: Quant; gc: Quant }> {
@@ -157,6 +158,7 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
       .get(res.steadyFromMs, res.steadyToMs) as { n: number }).n);
     const lat = latency(f, res.steadyFromMs, res.steadyToMs);
     const ctlCpu = (cpuSeconds(pid) ?? 0) - cpu0;
+    const times = await ctlTimes;
     const window = Math.max(0.001, (res.steadyToMs - res.steadyFromMs) / 1000);
     const sum = (k: keyof StreamStats): number => streams.reduce((n, s) => n + Number(s[k]), 0);
     const t = res.totals;
@@ -170,7 +172,7 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
       ctlCpuPct: emitStart && emitEnd ? (100 * emitCpu) / ((emitEnd.at - emitStart.at) / 1000) : (100 * ctlCpu) / simWall,
       ctlUsPerEvent: (ctlCpu * 1e6) / Math.max(1, stored), ctlRssMiB: Math.max(rss, peakRssMiB(pid) ?? 0),
       simCpuPct: (100 * t.cpuSeconds) / simWall, simRssMiB: t.maxRssMiB, drained: res.drained,
-      ctlLoop: (await ctlTimes).loop, ctlCommit: (await ctlTimes).commit, ctlGc: (await ctlTimes).gc, simLoop: t.loopDelayMaxMs === undefined ? undefined : { p99: t.loopDelayP99Ms ?? NaN, max: t.loopDelayMaxMs },
+      ctlLoop: times.loop, ctlCommit: times.commit, ctlGc: times.gc, simLoop: t.loopDelayMaxMs === undefined ? undefined : { p99: t.loopDelayP99Ms ?? NaN, max: t.loopDelayMaxMs },
       enrollDeploySeconds: emitStart ? (emitStart.at - t0) / 1000 : NaN,
     };
     if (code !== 0) process.stderr.write(`fleet.bench: ${name}: bpfleet sim exited ${code} (not everything acknowledged or devices failed)\n`);
