@@ -36,8 +36,15 @@ uname -r
 bl=$!
 echo "{\"busyloop\":$bl}" >/tmp/work
 run profile profile 4 --pid $bl --freq 49
+# loadmon counts kernel-mode samples only: the busy loop (still running) keeps the load average
+# up, and dd, copying /dev/zero to /dev/null, spends its time in read() in the kernel. Without
+# dd the samples depended on whatever else happened to be in the kernel at a tick (CI once saw
+# none in 4 s).
+dd if=/dev/zero of=/dev/null bs=64k 2>/dev/null &
+dd=$!
+echo "{\"busyloop\":$bl,\"dd\":$dd}" >/tmp/work
 run loadmon loadmon 4 --threshold 0 --freq 49
-kill $bl 2>/dev/null; wait $bl 2>/dev/null
+kill $dd $bl 2>/dev/null; wait $dd $bl 2>/dev/null
 
 /bin/pipesleep 60 100 >/tmp/work &
 ps=$!

@@ -152,12 +152,15 @@ describe('stack probes on emulated boards (real Debian kernels under QEMU)', () 
       const total = prof.stdout.reduce((n, e) => n + (e.value as number), 0);
       expect(spin.reduce((n, e) => n + (e.value as number), 0) / total, dump('profile')).toBeGreaterThan(0.8);
 
-      // loadmon with threshold 0: armed (the guest has load), then kernel stacks only.
+      // loadmon with threshold 0: armed (the guest has load), then kernel stacks only, among them
+      // dd's, in read() of /dev/zero.
       const lm = sections.get('loadmon')!;
       expect(lm.stdout.some((e) => e.kind === 1), dump('loadmon')).toBe(true);
       const lsamples = lm.stdout.filter((e) => e.kind === 0);
       expect(lsamples.length, dump('loadmon')).toBeGreaterThan(0);
       expect(lsamples.every((e) => String(e.stack).split(';').every((f) => f.endsWith('_[k]'))), dump('loadmon')).toBe(true);
+      const ddSamples = lsamples.filter((e) => e.pid === lm.work.dd && e.comm === 'dd');
+      expect(ddSamples.some((e) => hasFrame(e.stack, /^vfs_read_\[k\]$/)), dump('loadmon')).toBe(true);
 
       // offcputime: the pipe reader's sleep, under the kernel's pipe read.
       const off = sections.get('offcputime')!;
