@@ -7,6 +7,7 @@ import {
   type EnrollRequest, type EnrollResponse, type Hello,
 } from '@bpfleet/proto';
 import type { BundleSigningKey } from '../bundles/signing-key.js';
+import type { Quantiles } from '../metrics/exposition.js';
 import { parseStreamId } from '../store/batch-check.js';
 import { BatchRejectedError, EnrollmentError, StoreConflictError } from '../store/errors.js';
 import type { DeviceRow, IngestOutcome, RunState, Store } from '../store/store.js';
@@ -74,7 +75,7 @@ export interface FleetIngestCounters extends GroupCommitCounters {
   /** Bytes waiting for or in a commit. */
   backlogBytes: number;
   /** Store transactions of the ingest over the last 60 to 90 s, seconds. */
-  commitSeconds: { p50: number; p99: number; max: number };
+  commitSeconds: Quantiles;
 }
 
 const RUN_STATES: Record<number, RunState> = {

@@ -3,6 +3,7 @@
 // (and its fsync, when there is one) serves many batches, which is what lets one controller keep
 // up with a fleet. The cap is bytes, not batches: a commit's cost is the bytes it writes.
 import type { EventBatch } from '@bpfleet/proto';
+import type { Quantiles } from '../metrics/exposition.js';
 import { WindowHistogram } from '../metrics/window-histogram.js';
 import type { IngestOutcome, Store } from '../store/store.js';
 
@@ -85,9 +86,8 @@ export class GroupCommit<C> {
   }
 
   /** Commit durations over the last 60 to 90 s, seconds: p50, p99 and the longest. */
-  commitSeconds(): { p50: number; p99: number; max: number } {
-    const [p50, p99, max] = this.commitTimes.quantiles([0.5, 0.99, 1]) as [number, number, number];
-    return { p50, p99, max };
+  commitSeconds(): Quantiles {
+    return this.commitTimes.quantiles();
   }
 
   /** Bytes waiting for, or in, a commit. */

@@ -6,6 +6,8 @@ export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export type MetricType = 'counter' | 'gauge';
 export type Labels = Record<string, string>;
+/** A duration's median, 99th percentile and maximum, in seconds. */
+export interface Quantiles { p50: number; p99: number; max: number }
 
 /** Label values: backslash, double quote and line feed escaped. */
 export const escapeLabelValue = (v: string) => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
@@ -41,6 +43,14 @@ export class Exposition {
       });
       fam.samples.push(`${name}${pairs.length ? `{${pairs.join(',')}}` : ''} ${formatValue(value)}`);
     };
+  }
+
+  /** A gauge family of one duration's quantiles, labelled quantile="0.5", "0.99" and "1" (the max). */
+  quantiles(name: string, help: string, q: Quantiles): void {
+    const f = this.family(name, 'gauge', help);
+    f({ quantile: '0.5' }, q.p50);
+    f({ quantile: '0.99' }, q.p99);
+    f({ quantile: '1' }, q.max);
   }
 
   toString(): string {

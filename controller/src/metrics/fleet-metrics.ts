@@ -1,7 +1,7 @@
 // The controller's metrics: devices, and for every stream the records each pipeline stage lost
 // (the same counters `bpfleet stats` shows), what was stored, and the ingest path's own counts.
 import type { DeviceRow, PipelineStatsRow } from '../store/store.js';
-import { Exposition } from './exposition.js';
+import { Exposition, type Quantiles } from './exposition.js';
 
 /** Counters of the ingest path, if the server keeps them. */
 export interface IngestCounters {
@@ -16,7 +16,7 @@ export interface IngestCounters {
   /** Bytes waiting for or in a commit. */
   backlogBytes?: number | bigint;
   /** Commit durations over a recent window, seconds. */
-  commitSeconds?: { p50: number; p99: number; max: number };
+  commitSeconds?: Quantiles;
 }
 
 export interface FleetMetricsInput {
@@ -86,12 +86,7 @@ export function renderFleetMetrics(input: FleetMetricsInput): string {
     if (bytes !== undefined) x.family('bpfleet_ingest_record_bytes_total', 'counter', 'Record bytes committed.')({}, bytes);
     if (backlogBytes !== undefined) x.family('bpfleet_ingest_backlog_bytes', 'gauge', 'Record bytes waiting for or in a commit.')({}, backlogBytes);
     const cs = input.ingest.commitSeconds;
-    if (cs) {
-      const f = x.family('bpfleet_ingest_commit_seconds', 'gauge', 'How long the ingest\'s store transactions took over the last 60 to 90 s, by quantile (1: the longest).');
-      f({ quantile: '0.5' }, cs.p50);
-      f({ quantile: '0.99' }, cs.p99);
-      f({ quantile: '1' }, cs.max);
-    }
+    if (cs) x.quantiles('bpfleet_ingest_commit_seconds', 'How long the ingest\'s store transactions took over the last 60 to 90 s, by quantile (1: the longest).', cs);
   }
   return x.toString();
 }

@@ -27,6 +27,13 @@ describe('exposition', () => {
     expect(() => new Exposition().family('bad-name', 'gauge', '')).toThrow(/invalid metric name/);
     expect(() => new Exposition().family('ok', 'gauge', '')({ 'bad-label': 'x' }, 1)).toThrow(/invalid label name/);
   });
+
+  it('writes a duration\'s quantiles as one gauge family, the max as quantile 1', () => {
+    const x = new Exposition();
+    x.quantiles('d_seconds', 'A duration.', { p50: 0.25, p99: 1.5, max: 2 });
+    expect(x.toString()).toBe('# HELP d_seconds A duration.\n# TYPE d_seconds gauge\n'
+      + 'd_seconds{quantile="0.5"} 0.25\nd_seconds{quantile="0.99"} 1.5\nd_seconds{quantile="1"} 2\n');
+  });
 });
 
 describe('fleet metrics', () => {

@@ -8,7 +8,6 @@ import { WindowHistogram } from './window-histogram.js';
 
 /** The loop is sampled by a timer this often; a tick that fires late records how late. */
 const TICK_MS = 10;
-const QUANTILES = [0.5, 0.99, 1];
 
 export interface ProcessMetrics {
   render(): string;
@@ -34,12 +33,10 @@ export function startProcessMetrics(): ProcessMetrics {
   return {
     render() {
       const x = new Exposition();
-      const delay = x.family('bpfleet_event_loop_delay_seconds', 'gauge',
-        'How late the controller\'s event loop ran over the last 60 to 90 s, by quantile (1: the longest stall).');
-      loop.quantiles(QUANTILES).forEach((v, i) => delay({ quantile: String(QUANTILES[i]) }, v));
-      const pause = x.family('bpfleet_gc_pause_seconds', 'gauge',
-        'Garbage-collection pauses of the controller over the last 60 to 90 s, by quantile (1: the longest).');
-      gc.quantiles(QUANTILES).forEach((v, i) => pause({ quantile: String(QUANTILES[i]) }, v));
+      x.quantiles('bpfleet_event_loop_delay_seconds',
+        'How late the controller\'s event loop ran over the last 60 to 90 s, by quantile (1: the longest stall).', loop.quantiles());
+      x.quantiles('bpfleet_gc_pause_seconds',
+        'Garbage-collection pauses of the controller over the last 60 to 90 s, by quantile (1: the longest).', gc.quantiles());
       const cpu = process.cpuUsage();
       x.family('bpfleet_process_cpu_seconds_total', 'counter', 'CPU time of the controller process, user and system.')({}, (cpu.user + cpu.system) / 1e6);
       x.family('bpfleet_process_resident_memory_bytes', 'gauge', 'Resident memory of the controller process.')({}, process.memoryUsage.rss());

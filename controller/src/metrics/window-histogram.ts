@@ -1,6 +1,7 @@
 // A histogram of the last 60 to 90 s: two finished 30 s slices and the live one. For durations
 // that matter while they happen (event-loop stalls, commit times) and should age out after.
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import type { Quantiles } from './exposition.js';
 
 const SLICE_MS = 30_000;
 
@@ -24,12 +25,13 @@ export class WindowHistogram {
     this.live.record(Math.max(1, Math.round(ns)));
   }
 
-  /** The quantiles (0..1; 1 is the max) over the window, in seconds; 0 when nothing was recorded. */
-  quantiles(qs: number[]): number[] {
+  /** Median, 99th percentile and maximum over the window, in seconds; 0 when nothing was recorded. */
+  quantiles(): Quantiles {
     const w = createHistogram();
     for (const s of this.slices) w.add(s);
     w.add(this.live);
-    return qs.map((q) => (w.count === 0 ? 0 : (q >= 1 ? w.max : w.percentile(q * 100)) / 1e9));
+    if (w.count === 0) return { p50: 0, p99: 0, max: 0 };
+    return { p50: w.percentile(50) / 1e9, p99: w.percentile(99) / 1e9, max: w.max / 1e9 };
   }
 
   close(): void {
