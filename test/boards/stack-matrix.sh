@@ -8,6 +8,8 @@
 #   /bin/leaker N SIZE DELAY_MS LINGER_MS: N blocks of SIZE leaked from bpfleet_leak()
 #   /bin/pipeholder M DELAY_MS HOLD_MS LINGER_MS: M pipes held open, then closed
 # TRIGGER, when set, runs once the probe is ready (its stdout becomes the workload line).
+# GO, when set, is a pid sent SIGUSR1 once the probe is ready (leaker and pipeholder started
+# with DELAY_MS "usr1" act then).
 run() {
 	label=$1 probe=$2 secs=$3; shift 3
 	echo "== BEGIN $label"
@@ -19,6 +21,7 @@ run() {
 	done
 	if grep -q ready /tmp/err; then
 		[ -n "$TRIGGER" ] && sh -c "$TRIGGER" >/tmp/work
+		[ -n "$GO" ] && kill -USR1 "$GO"
 		sleep "$secs"
 		kill -INT $pid
 	fi
@@ -56,15 +59,16 @@ kill $ps 2>/dev/null; wait $ps 2>/dev/null
 TRIGGER='/bin/pagetouch 2000 2000' run pgfault pgfault 1 --comm pagetouch --interval 500
 TRIGGER=
 
-# The leaker waits 10 s before allocating: the loader must be attached by then (TCG is slow).
-/bin/leaker 50 1000 10000 6000 >/tmp/work &
+# The leaker allocates once memleak is attached (SIGUSR1 when it says ready).
+/bin/leaker 50 1000 usr1 6000 >/tmp/work &
 lk=$!
-run memleak memleak 12 --pid $lk --min-age-ms 200 --interval 500
+GO=$lk run memleak memleak 5 --pid $lk --min-age-ms 200 --interval 500
 kill $lk 2>/dev/null; wait $lk 2>/dev/null
 
-# memleak --kernel (kmem tracepoints): 50 pipes opened after 10 s, held 5 s, then closed.
-/bin/pipeholder 50 10000 5000 5000 >/tmp/work &
+# memleak --kernel (kmem tracepoints): 50 pipes opened once it is attached, held 5 s, then closed.
+/bin/pipeholder 50 usr1 5000 5000 >/tmp/work &
 ph=$!
-run memleak-kernel memleak 17 --kernel --pid $ph --min-age-ms 200 --interval 500
+GO=$ph run memleak-kernel memleak 9 --kernel --pid $ph --min-age-ms 200 --interval 500
 kill $ph 2>/dev/null; wait $ph 2>/dev/null
+GO=
 true

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { fixturesBinDir, fixturesDir, probeBinary, repoRoot, type Arch } from '../lib/index.js';
+import { fixturesBinDir, fixturesDir, probeBinary, repoRoot, sourceMtimeMs, type Arch } from '../lib/index.js';
 
 const execFileP = promisify(execFile);
 
@@ -60,7 +60,7 @@ const CROSS: Record<Exclude<Arch, 'x86_64'>, string> = { arm64: 'aarch64-linux-g
 async function crossFixture(name: string, arch: Exclude<Arch, 'x86_64'>): Promise<string> {
   const src = path.join(fixturesDir, `${name}.c`);
   const out = path.join(fixturesBinDir, `${name}-${arch}`);
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
+  if (existsSync(out) && statSync(out).mtimeMs >= (sourceMtimeMs(src) ?? Infinity)) return out;
   mkdirSync(fixturesBinDir, { recursive: true });
   await execFileP(CROSS[arch], ['-static', '-O2', '-o', out, src]);
   return out;

@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { fixturesBinDir, fixturesDir } from './paths.js';
@@ -51,6 +51,15 @@ function mtimeMs(file: string): number | undefined {
   }
 }
 
+/** When a C source last changed: the file, or a header beside it (the fixtures share fixture-go.h). */
+export function sourceMtimeMs(source: string): number | undefined {
+  const own = mtimeMs(source);
+  if (own === undefined) return undefined;
+  const dir = path.dirname(source);
+  const headers = readdirSync(dir).filter((f) => f.endsWith('.h')).map((f) => mtimeMs(path.join(dir, f)) ?? 0);
+  return Math.max(own, ...headers);
+}
+
 /** Compiles test/fixtures/tcpgen.c unless the binary is newer than the source; returns its path. */
 export function buildTcpgen(): Promise<string> {
   return buildCProgram(tcpgenSource, tcpgenBinary);
@@ -58,7 +67,7 @@ export function buildTcpgen(): Promise<string> {
 
 /** Compiles one C file with cc -O2 unless `binary` is newer than `source`; returns the binary's path. */
 export async function buildCProgram(source: string, binary: string): Promise<string> {
-  const src = mtimeMs(source);
+  const src = sourceMtimeMs(source);
   if (src === undefined) throw new Error(`source ${source} is missing`);
   const bin = mtimeMs(binary);
   if (bin !== undefined && bin >= src) return binary;

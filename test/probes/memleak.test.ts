@@ -65,12 +65,14 @@ describe('memleak on this kernel', () => {
   });
 
   it(`a program leaking ${N} blocks of ${SIZE} bytes shows ${N} outstanding; freed ones do not`, async () => {
-    const fx = startFixture(leaker, [String(N), String(SIZE), '1500', '3000']);
+    // The fixture allocates when told to, once the probe has attached.
+    const fx = startFixture(leaker, [String(N), String(SIZE), 'usr1', '3000']);
     const { pid } = await fx.firstLine();
     const run = runProbe('memleak', ['--json', '--pid', String(pid), '--min-age-ms', '200', '--interval', '500'], {
       waitReady: true,
     });
     await run.ready;
+    fx.go();
     await run.waitForEvent((e) => userLeaf(e.stack) === 'bpfleet_leak', 15_000);
     await sleep(600);
     const res = await run.stop();
@@ -88,12 +90,13 @@ describe('memleak on this kernel', () => {
   });
 
   it('--min-age-ms longer than the run reports nothing', async () => {
-    const fx = startFixture(leaker, [String(N), String(SIZE), '1000', '3000']);
+    const fx = startFixture(leaker, [String(N), String(SIZE), 'usr1', '3000']);
     const { pid } = await fx.firstLine();
     const run = runProbe('memleak', ['--json', '--pid', String(pid), '--min-age-ms', '60000', '--interval', '300'], {
       waitReady: true,
     });
     await run.ready;
+    fx.go();
     await sleep(2500);
     const res = await run.stop();
     fx.kill();
@@ -122,7 +125,7 @@ describe('memleak on this kernel', () => {
     });
 
     it(`a process holding ${M} pipes shows ${M} outstanding alloc_pipe_info allocations, gone after it closes them`, async () => {
-      const fx = startFixture(pipeholder, [String(M), '1500', '2500', '3000']);
+      const fx = startFixture(pipeholder, [String(M), 'usr1', '2500', '3000']);
       const { pid } = await fx.firstLine();
       let closedAt = 0n;
       fx.child.stdout?.on('data', (d: Buffer) => {
@@ -136,6 +139,7 @@ describe('memleak on this kernel', () => {
         waitReady: true,
       });
       await run.ready;
+      fx.go();
       const mine = (e: Record<string, unknown>): boolean => e.pid === pid && pipeAlloc(e.stack);
       await run.waitForEvent((e) => mine(e) && e.count === M, 15_000);
       // Closed, then two more checks after it.
@@ -170,7 +174,7 @@ describe('memleak on this kernel', () => {
     });
 
     it('--sample-rate 4 records about a quarter, the rest counted as sampled_out', async () => {
-      const fx = startFixture(pipeholder, [String(M), '1500', '3000', '500']);
+      const fx = startFixture(pipeholder, [String(M), 'usr1', '3000', '500']);
       const { pid } = await fx.firstLine();
       const run = runProbe(
         'memleak',
@@ -178,6 +182,7 @@ describe('memleak on this kernel', () => {
         { waitReady: true },
       );
       await run.ready;
+      fx.go();
       await fx.done;
       const res = await run.stop();
       expect(res.code).toBe(0);

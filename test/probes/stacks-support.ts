@@ -16,6 +16,8 @@ export interface Fixture {
   done: Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** The first line the fixture prints on stdout, parsed as JSON. */
   firstLine(): Promise<Record<string, number>>;
+  /** Sends SIGUSR1: a fixture started with DELAY_MS "usr1" (leaker, pipeholder) acts now. */
+  go(): void;
   kill(): void;
 }
 
@@ -43,7 +45,10 @@ export function startFixture(bin: string, args: readonly string[]): Fixture {
     if (!stdout.includes('\n')) throw new Error(`${bin} printed no line within 10 s; stderr: ${stderr}`);
     return JSON.parse(stdout.slice(0, stdout.indexOf('\n'))) as Record<string, number>;
   };
-  return { child, pid: child.pid, done, firstLine, kill };
+  const go = (): void => {
+    if (!child.kill('SIGUSR1')) throw new Error(`${bin} exited before it was told to go: ${stderr}`);
+  };
+  return { child, pid: child.pid, done, firstLine, go, kill };
 }
 
 /** The JSON of the loader's final `<probe>: stats {...}` line on stderr. */
