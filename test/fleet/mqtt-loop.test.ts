@@ -243,7 +243,7 @@ describe('fleet loop over MQTT: controller + agent (--transport mqtt) + tcpstate
     const agent = await f.startAgent('a', { token: await f.token(['lab=mqtt']), extra: ['--transport', 'mqtt', '--mqtt', `mqtt://127.0.0.1:${proxy.port}`], wait: false });
     await waitFor('agent a enrolled', () => agent.log().includes('enrolled as'), 30_000, () => f.logs());
     expect((await mqttFiles()).devices).toBe(1);
-    broker.reload();
+    await broker.reload();
     await waitFor('agent a welcomed', () => agent.log().includes('welcomed'), 60_000, () => f.logs() + broker.log());
     const a = identityOf(f, 'a');
     expect((await devices(f)).find((d) => d.id === a.deviceId)).toMatchObject({ online: true, transport: 'mqtt' });
@@ -265,8 +265,7 @@ describe('fleet loop over MQTT: controller + agent (--transport mqtt) + tcpstate
     await f.agents.get('b')!.exited;
     await mqttFiles();
     broker.writeConf(true); // refused publishes are logged at debug level only
-    broker.reload();
-    await new Promise((r) => setTimeout(r, 500));
+    await broker.reload();
     const b = identityOf(f, 'b');
     const storedBefore = f.storedEvents();
     // Mosquitto's acl_file grants any SUBSCRIBE and applies read rights per message: '#' gets nothing.
@@ -302,7 +301,7 @@ describe('fleet loop over MQTT: controller + agent (--transport mqtt) + tcpstate
     const agent = await f.startAgent('a', { token: await f.token(['lab=mqtt']), extra: ['--transport', 'mqtt', '--mqtt', broker.url, '--mqtt-ca', pki.ca], wait: false });
     await waitFor('agent a enrolled', () => agent.log().includes('enrolled as'), 30_000, () => f.logs());
     await mqttFiles();
-    broker.reload();
+    await broker.reload();
     await waitFor('agent a welcomed', () => agent.log().includes('welcomed'), 60_000, () => f.logs() + broker.log());
     const dep = await f.cli(['deploy', 'tcpstates', '--to', 'lab=mqtt', '--args', `--rport ${port}`, '--json']);
     expect(dep.code, dep.stderr + dep.stdout).toBe(0);
@@ -348,7 +347,7 @@ describe('fleet loop over MQTT: controller + agent (--transport mqtt) + tcpstate
       await waitFor(`agent ${name} enrolled`, () => agents.at(-1)!.log().includes('enrolled as'), 30_000, logs);
     }
     await mqttFiles();
-    broker.reload();
+    await broker.reload();
     for (const p of agents) await waitFor('agents welcomed', () => p.log().includes('welcomed'), 60_000, logs);
     // Both controllers see both devices online over MQTT (one got each Hello, the other adopted the session from the status).
     for (const env of [viaCtl1, { BPFLEET_ADMIN_URL: `http://${admin2}` }]) {

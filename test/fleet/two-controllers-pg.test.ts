@@ -163,7 +163,7 @@ describe('two controllers sharing PostgreSQL (gRPC behind a TCP balancer; MQTT t
       await waitFor(`agent ${name} enrolled`, () => p.log().includes('enrolled as'), 30_000, logs);
     }
     await mqttFiles();
-    b.reload();
+    await b.reload();
     for (const name of agents) await waitFor(`agent ${name} welcomed`, () => f.agents.get(name)!.log().includes('welcomed'), 60_000, logs);
     // Over MQTT a command through one controller reaches every agent (through the broker).
     const dep = await f.cli(['deploy', 'tcpstates', '--to', 'lab=mqtt', '--args', `--rport ${port}`, '--json']);

@@ -103,9 +103,20 @@ export class Mosquitto {
     });
   }
 
-  /** SIGHUP: re-reads the password and ACL files. */
-  reload(): void {
-    this.child?.kill('SIGHUP');
+  /**
+   * Rereads the configuration, password and ACL files (SIGHUP); resolves once Mosquitto has
+   * logged "Reloading config.": the files are read in that same turn of its loop, so a client
+   * connecting after this is checked against them.
+   */
+  async reload(timeoutMs = 10_000): Promise<void> {
+    const count = () => this.output.split('Reloading config.').length - 1;
+    const before = count();
+    if (!this.child?.kill('SIGHUP')) throw new Error('mosquitto is not running: cannot reload it');
+    const until = Date.now() + timeoutMs;
+    while (count() === before) {
+      if (Date.now() > until) throw new Error(`mosquitto did not log "Reloading config." within ${timeoutMs} ms of SIGHUP:\n${this.output.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   async kill9(): Promise<void> {
