@@ -43,7 +43,7 @@ describe('flame graph of a busy loop, through the fleet', () => {
     const token = await f.token(['lab=flame']);
     const agent = await f.startAgent('host', { token });
 
-    fixture = startFixture(busyloop, ['30']);
+    fixture = startFixture(busyloop, ['300']); // outlives a slow deploy; killed after the test
     const dep = await f.cli(['deploy', 'profile', '--to', 'lab=flame', '--args', `--pid ${fixture.pid} --freq 99 --interval 500`, '--json']);
     expect(dep.code, dep.stderr + dep.stdout).toBe(0);
     await waitFor('profile running', () => agent.log().includes('profile: ready'), 60_000, () => f.logs());

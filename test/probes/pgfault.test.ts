@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { kernelFeatures, probeBinary, requireKernelFeature, requireRoot, runProbe } from '../lib/index.js';
 import { loadManifest, sumField } from './support.js';
-import { buildFixture, finalStats, sleep, startFixture } from './stacks-support.js';
+import { buildFixture, finalStats, startFixture } from './stacks-support.js';
 
 let pagetouch = '';
 const PAGES = 3000;
@@ -40,11 +40,13 @@ describe('pgfault on this kernel', () => {
   it(`touching ${PAGES} fresh pages counts ${PAGES} faults in the touching function`, async () => {
     const run = runProbe('pgfault', ['--json', '--comm', 'pagetouch', '--interval', '300'], { waitReady: true });
     await run.ready;
-    const fx = startFixture(pagetouch, [String(PAGES), '1500']);
+    // The fixture stays until the probe has stopped: its frames are named from its address map,
+    // which the loader reads at each interval's end and at the final one on SIGINT.
+    const fx = startFixture(pagetouch, [String(PAGES), '60000']);
     const { pid } = await fx.firstLine();
-    await fx.done;
-    await sleep(400);
+    await run.waitForEvent((e) => e.pid === pid && userLeaf(e.stack) === 'bpfleet_touch_pages');
     const res = await run.stop();
+    fx.kill();
     expect(res.code).toBe(0);
     const mine = res.events.filter((e) => e.pid === pid && e.comm === 'pagetouch');
     const inTouch = mine.filter((e) => userLeaf(e.stack) === 'bpfleet_touch_pages');

@@ -121,7 +121,8 @@ describe('tcpbytes on this kernel', () => {
     await run.ready;
     const gen = await tcpgen({ send: SEND, recv: RECV });
     await nodeExchange(3000, 4000);
-    await new Promise((r) => setTimeout(r, 600)); // let an interval end between the two
+    // An interval ended between the two once the first exchange's totals are out.
+    await run.waitForEvent((e) => e.pid === process.pid && e.sent_total === 7000 && e.recv_total === 7000);
     await nodeExchange(10000, 20000);
     const res = await run.stop();
     expect(res.code).toBe(0);
