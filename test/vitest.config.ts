@@ -17,6 +17,8 @@ export default defineConfig({
     fileParallelism: false,
     maxWorkers: 1,
     testTimeout: 60_000,
+    // expect.poll waits this long by default (vitest's 1 s is short on a loaded 2-core CI machine).
+    expect: { poll: { timeout: 10_000 } },
     hookTimeout: 60_000,
     teardownTimeout: 30_000,
     reporters: ['default', 'junit'],

@@ -116,9 +116,8 @@ describe('ProbeRunner with real loaders', () => {
     await runTcpgen(tcpgen, port, 10, 10, 3);
     expect(sink.statsSeen).toHaveLength(0);
 
-    const t0 = Date.now();
     const final = await run.stop();
-    expect(Date.now() - t0).toBeLessThan(2000); // SIGINT was enough, no SIGKILL after 5 s
+    // SIGINT was enough: after a SIGKILL the reason would say so ("... SIGKILL").
     expect(final).toMatchObject({ state: S.STATE_STOPPED, exitCode: 0, reason: 'stopped on request', restarts: 0 });
     expect(sink.statsSeen).toHaveLength(1);
     expect(sink.statsSeen[0]!.records).toBe(15n);
@@ -158,10 +157,11 @@ describe('ProbeRunner with real loaders', () => {
     expect(crashed.exitCode).toBe(1);
     expect(crashed.reason).toContain('exited with code 1');
     expect(crashed.reason).toContain('segfault in the imaginary ring buffer');
-    // Delay between a crash and the next RUNNING: 200, 400, 800 ms.
+    // Delay between a crash and the next RUNNING: at least 200, 400, 800 ms (plus the respawn,
+    // which a loaded machine makes longer, so only the lower bounds are checked here; the exact
+    // delays are RestartBackoff's unit test).
     const gaps = [0, 1, 2].map((i) => sink.statuses[2 * i + 2]!.at - sink.statuses[2 * i + 1]!.at);
     gaps.forEach((g, i) => expect(g).toBeGreaterThanOrEqual(200 * 2 ** i - 20));
-    expect(gaps[2]!).toBeGreaterThan(gaps[0]! * 2);
     expect(final.state).toBe(S.STATE_STOPPED);
     expect(final.restarts).toBeGreaterThanOrEqual(3);
 

@@ -66,6 +66,20 @@ class ScriptedTransport implements Transport {
 
 const tick = (): Promise<void> => new Promise((r) => setTimeout(r, 5));
 
+/**
+ * Drains the transport every 5 ms until `done` holds or 10 s have passed (the caller's expect
+ * says what was missing): bounded by time, not by a count of ticks, since the spool's reads
+ * take longer on a loaded machine. `each` runs after every drain.
+ */
+async function drainUntil(t: ScriptedTransport, done: () => boolean, each?: (i: number) => Promise<void>): Promise<void> {
+  const until = Date.now() + 10_000;
+  for (let i = 0; !done() && Date.now() < until; i++) {
+    t.drain();
+    await tick();
+    await each?.(i);
+  }
+}
+
 async function spoolWith(dir: string): Promise<Spool> {
   return Spool.open({ dir, maxBytes: 16 << 20, log: () => undefined });
 }
@@ -119,10 +133,7 @@ describe('EventSender', () => {
     // Two went out live; the rest wait in the spool, not in memory.
     expect(t.sent).toHaveLength(2);
     expect(sender.isLive).toBe(false);
-    for (let i = 0; i < 30 && t.sent.length < 20; i++) {
-      t.drain();
-      await tick();
-    }
+    await drainUntil(t, () => t.sent.length >= 20);
     expect(seqsOf(t.sent, 's/a/1')).toEqual(range(1, 20));
     await sender.idle();
     t.drain();
@@ -144,10 +155,7 @@ describe('EventSender', () => {
     await tick();
     expect(t.sent).toHaveLength(2);
     expect(sender.isLive).toBe(false);
-    for (let i = 0; i < 30 && !sender.isLive; i++) {
-      t.drain();
-      await tick();
-    }
+    await drainUntil(t, () => sender.isLive);
     expect(sender.isLive).toBe(true);
     expect(seqsOf(t.sent, 's/a/1')).toEqual(range(1, 20));
     expect(sender.counters).toMatchObject({ replayed: 0, tailOverflows: 0, live: 20 });
@@ -170,12 +178,10 @@ describe('EventSender', () => {
       await appendAndOffer(spool, sender, 's/b/1', 10);
     }
     expect(sender.counters.tailOverflows).toBe(1);
-    for (let i = 0; i < 100 && !sender.isLive; i++) {
-      t.drain();
-      await tick();
-      // Keep spooling while it catches up: later batches join a new tail.
+    // Keep spooling while it catches up: later batches join a new tail.
+    await drainUntil(t, () => sender.isLive, async (i) => {
       if (i < 5) await appendAndOffer(spool, sender, 's/a/1', 10);
-    }
+    });
     expect(sender.isLive).toBe(true);
     expect(seqsOf(t.sent, 's/a/1')).toEqual(range(1, 250));
     expect(seqsOf(t.sent, 's/b/1')).toEqual(range(1, 200));
