@@ -4,11 +4,14 @@
 // per-device rate with --baseline-devices devices (default 100) against a fresh controller.
 //
 //   npx tsx test/bench/fleet.bench.ts [--devices 1000] [--rate 100] [--seconds 60] [--baseline-devices 100]
-//        [--baseline-rate R] [--processes 2] [--transport grpc,mqtt] [--spool-sync interval|always|none] [--cpu-prof DIR] [--json]
+//        [--baseline-rate R] [--processes 2] [--transport grpc,mqtt,mosquitto] [--spool-sync interval|always|none] [--cpu-prof DIR] [--json]
 //
+// --transport: grpc; mqtt (the controller's embedded broker); mosquitto (a real Mosquitto
+// between the devices and the controller, the scale-out setup; default grpc,mqtt).
 // Per run it prints: events/s stored, loss per stage (ring buffer and spool from the sim's
 // counters and the controller's stats API; transport; store gaps, duplicates and rejections),
-// p50/p99 event-to-commit latency, CPU and peak RSS of the controller and of the sim workers.
+// p50/p99 event-to-commit latency, CPU and peak RSS of the controller, of an external broker
+// and of the sim workers.
 // Rates and latency are over the steady window only (every device's run started, all emitting,
 // as the sim reports it), not the enrollment and deploy ramp.
 // Event-to-commit latency comes from the controller's database: each stored batch row has the
@@ -20,6 +23,7 @@ import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { CLI, Fleet, portBase } from '../lib/index.js';
+import { TRANSPORTS, parseTransports } from './bench-transports.js';
 import { cpuSeconds, peakRssMiB } from './proc-stats.js';
 
 const { values: opt } = parseArgs({
@@ -46,6 +50,8 @@ interface Row {
   loss: { ring: number; spoolRefused: number; spoolEvicted: number; unacked: number; transportErrors: number; storeGaps: number; storeRejected: number; storeDuplicates: number };
   p50: number; p99: number; max: number;
   ctlCpuPct: number; ctlUsPerEvent: number; ctlRssMiB: number; simCpuPct: number; simRssMiB: number;
+  /** An external broker's CPU over the emitting and peak RSS; undefined when the transport has none. */
+  brokerCpuPct?: number; brokerRssMiB?: number;
   /** Event-loop delay, ms: the controller's over its last 60 to 90 s at the end of the emitting, the worst sim worker's over the emitting. */
   ctlLoop: Quant; simLoop: Quant;
   /** The controller's store transactions and GC pauses, ms, over its last 60 to 90 s at the end of the emitting. */
@@ -120,26 +126,30 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
   const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
   const f = new Fleet({ name: `fleetbench-${name}`, grpcPort: base, adminPort: base + 1, nodeArgs,
     ...(profDir ? { env: { BPFLEET_SIM_CPU_PROF: path.join(profDir, 'sim') } } : {}) });
+  const tr = await TRANSPORTS[transport]!([base + 2, base + 3]);
   try {
-    const mqttPort = base + 2;
-    const ctl = await f.startController(transport === 'mqtt' ? ['--mqtt-listen', `127.0.0.1:${mqttPort}`] : []);
+    const ctl = await f.startController(tr.controllerArgs);
     const pid = ctl.child.pid!;
+    const broker = tr.pids[0]?.pid;
+    const brokerCpu = (): number => (broker === undefined ? 0 : cpuSeconds(broker) ?? 0);
     const cpu0 = cpuSeconds(pid) ?? 0;
     const t0 = Date.now();
     const sim = f.spawn(CLI, ['sim', '--devices', String(devices), '--rate', String(rate), '--seconds', String(seconds),
-      '--processes', opt.processes, '--controller', f.grpc, '--transport', transport,
-      ...(transport === 'mqtt' ? ['--mqtt', `mqtt://127.0.0.1:${mqttPort}`] : []),
+      '--processes', opt.processes, '--controller', f.grpc, ...tr.agentArgs,
       '--data-dir', path.join(f.dir, 'sim'), '--drain-seconds', opt['drain-seconds'], '--spool-sync', opt['spool-sync'], '--json']);
-    // Controller CPU while the devices emit: from the deploy to the last run end.
-    let emitStart: { at: number; cpu: number } | undefined, emitEnd: { at: number; cpu: number } | undefined;
-    let rss = 0;
+    // Controller (and broker) CPU while the devices emit: from the deploy to the last run end.
+    type Mark = { at: number; cpu: number; brokerCpu: number };
+    let emitStart: Mark | undefined, emitEnd: Mark | undefined;
+    const mark = (): Mark => ({ at: Date.now(), cpu: cpuSeconds(pid) ?? 0, brokerCpu: brokerCpu() });
+    let rss = 0, brokerRss = 0;
     let ctlTimes: ReturnType<typeof controllerTimes> = Promise.resolve({ loop: undefined, commit: undefined, gc: undefined });
     const timer = setInterval(() => {
       rss = Math.max(rss, peakRssMiB(pid) ?? 0);
+      if (broker !== undefined) brokerRss = Math.max(brokerRss, peakRssMiB(broker) ?? 0);
       const log = sim.log();
-      if (!emitStart && /all \d+ runs started/.test(log)) emitStart = { at: Date.now(), cpu: cpuSeconds(pid) ?? 0 };
+      if (!emitStart && /all \d+ runs started/.test(log)) emitStart = mark();
       if (emitStart && !emitEnd && /every run ended/.test(log)) {
-        emitEnd = { at: Date.now(), cpu: cpuSeconds(pid) ?? 0 };
+        emitEnd = mark();
         ctlTimes = controllerTimes(`http://127.0.0.1:${base + 1}/metrics`);
       }
     }, 250);
@@ -172,11 +182,16 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
       ctlCpuPct: emitStart && emitEnd ? (100 * emitCpu) / ((emitEnd.at - emitStart.at) / 1000) : (100 * ctlCpu) / simWall,
       ctlUsPerEvent: (ctlCpu * 1e6) / Math.max(1, stored), ctlRssMiB: Math.max(rss, peakRssMiB(pid) ?? 0),
       simCpuPct: (100 * t.cpuSeconds) / simWall, simRssMiB: t.maxRssMiB, drained: res.drained,
+      ...(broker === undefined ? {} : {
+        brokerCpuPct: emitStart && emitEnd ? (100 * (emitEnd.brokerCpu - emitStart.brokerCpu)) / ((emitEnd.at - emitStart.at) / 1000) : NaN,
+        brokerRssMiB: Math.max(brokerRss, peakRssMiB(broker) ?? 0),
+      }),
       ctlLoop: times.loop, ctlCommit: times.commit, ctlGc: times.gc, simLoop: t.loopDelayMaxMs === undefined ? undefined : { p99: t.loopDelayP99Ms ?? NaN, max: t.loopDelayMaxMs },
       enrollDeploySeconds: emitStart ? (emitStart.at - t0) / 1000 : NaN,
     };
     if (code !== 0) process.stderr.write(`fleet.bench: ${name}: bpfleet sim exited ${code} (not everything acknowledged or devices failed)\n`);
     await f.stop();
+    await tr.stop();
     if (profDir) {
       const prof = readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile')).map((x) => path.join(profDir, x))
         .sort().find((x) => readFileSync(x, 'utf8').includes('group-commit'));
@@ -188,6 +203,7 @@ async function oneRun(name: string, transport: string, devices: number, rate: nu
     return row;
   } catch (err) {
     await f.stop(true);
+    await tr.stop();
     throw err;
   }
 }
@@ -199,7 +215,8 @@ const loopCell = (l: Quant): string => (l ? `${fmt(l.p99)}/${fmt(l.max)}` : 'n/a
 function printTable(rows: Row[]): void {
   const head = ['run', 'transport', 'devices', 'offered ev/s', 'stored ev/s', 'x baseline', 'generated', 'stored', 'lost: ring', 'spool refused',
     'evicted', 'unacked', 'transport errs', 'store gaps/dup/rej', 'p50 s', 'p99 s', 'max s', 'ctl CPU %', 'ctl µs/ev', 'x baseline',
-    'ctl RSS MiB', 'ctl loop p99/max ms', 'ctl commit p99/max ms', 'ctl GC p99/max ms', 'sim CPU %', 'sim RSS MiB', 'sim loop p99/max ms', 'setup s'];
+    'ctl RSS MiB', 'ctl loop p99/max ms', 'ctl commit p99/max ms', 'ctl GC p99/max ms', 'broker CPU %', 'broker RSS MiB',
+    'sim CPU %', 'sim RSS MiB', 'sim loop p99/max ms', 'setup s'];
   const lines = [head];
   for (const r of rows) {
     const b = rows.find((x) => x.transport === r.transport && x.name === 'baseline');
@@ -207,6 +224,7 @@ function printTable(rows: Row[]): void {
       fmt(r.generated), fmt(r.stored), fmt(r.loss.ring), fmt(r.loss.spoolRefused), fmt(r.loss.spoolEvicted), fmt(r.loss.unacked),
       fmt(r.loss.transportErrors), `${r.loss.storeGaps}/${r.loss.storeDuplicates}/${r.loss.storeRejected}`, fmt(r.p50, 3), fmt(r.p99, 3), fmt(r.max, 2),
       fmt(r.ctlCpuPct), fmt(r.ctlUsPerEvent, 1), b ? fmt(r.ctlUsPerEvent / b.ctlUsPerEvent, 2) : '', fmt(r.ctlRssMiB), loopCell(r.ctlLoop), loopCell(r.ctlCommit), loopCell(r.ctlGc),
+      r.brokerCpuPct === undefined ? '-' : fmt(r.brokerCpuPct), r.brokerRssMiB === undefined ? '-' : fmt(r.brokerRssMiB),
       fmt(r.simCpuPct), fmt(r.simRssMiB), loopCell(r.simLoop),
       fmt(r.enrollDeploySeconds, 1)]);
   }
@@ -222,7 +240,7 @@ async function main(): Promise<void> {
   const devices = Number(opt.devices), rate = Number(opt.rate), seconds = Number(opt.seconds), baseDevices = Number(opt['baseline-devices']);
   const baseRate = opt['baseline-rate'] === undefined ? rate : Number(opt['baseline-rate']);
   if (![devices, rate, seconds, baseDevices, baseRate].every((n) => Number.isFinite(n) && n > 0)) throw new Error('fleet.bench: --devices, --rate, --seconds, --baseline-devices and --baseline-rate take positive numbers');
-  const transports = opt.transport.split(',').map((s) => s.trim()).filter(Boolean);
+  const transports = parseTransports(opt.transport);
   const profRoot = opt['cpu-prof'] ? path.resolve(opt['cpu-prof']) : undefined;
   const rows: Row[] = [];
   let slot = 0;

@@ -21,11 +21,12 @@
 // Needs root (real eBPF), bpf/out/x86_64/tcpstates (make -C bpf) and libbpf-tools. See
 // docs/BENCHMARKS.md.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, openSync, closeSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, openSync, closeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Fleet, FrameDecoder, FrameKind, Mosquitto, X86_PROBES, buildCProgram, fixturesBinDir, frameJson, portBase, repoRoot, requireRoot, waitFor } from '../lib/index.js';
+import { Fleet, FrameDecoder, FrameKind, X86_PROBES, buildCProgram, fixturesBinDir, frameJson, portBase, repoRoot, requireRoot, waitFor } from '../lib/index.js';
+import { TRANSPORTS, parseTransports } from './bench-transports.js';
 import { childPids, comm, cpuSeconds, peakRssMiB, syscalls, threadCpu, threadCpuDelta, type CpuSplit } from './proc-stats.js';
 
 const LIBBPF_TCPSTATES = '/usr/sbin/tcpstates'; // dpkg -L libbpf-tools | grep tcpstates
@@ -69,45 +70,7 @@ const ONLY = new Set(opt.only.split(','));
 // --bpf-out DIR: another build of the probes (DIR/x86_64/tcpstates), to compare loader changes
 const LOADER_DIR = opt['bpf-out'] ? path.resolve(opt['bpf-out'], 'x86_64') : X86_PROBES;
 const LOADER = path.join(LOADER_DIR, 'tcpstates');
-
-
-// ---- transports: how the controller and agent are started for each --transport ----------------
-
-interface TransportSetup {
-  controllerArgs: string[];
-  agentArgs: string[];
-  /** Processes of the transport itself (a broker) whose CPU and RSS count for the pipeline. */
-  pids: { name: string; pid: number }[];
-  stop(): Promise<void>;
-}
-
-/**
- * One entry per transport. `ports` is a block of 4 free ports for the transport's own use (a
- * broker's listener); the controller's gRPC and admin ports are the fleet's.
- */
-const TRANSPORTS: Record<string, (ports: number[]) => Promise<TransportSetup>> = {
-  grpc: () => Promise.resolve({ controllerArgs: [], agentArgs: [], pids: [], stop: () => Promise.resolve() }),
-  // MQTT through the controller's embedded broker (aedes, in the controller process).
-  mqtt: ([port]) => Promise.resolve({
-    controllerArgs: ['--mqtt-listen', `127.0.0.1:${port}`], agentArgs: ['--transport', 'mqtt', '--mqtt', `mqtt://127.0.0.1:${port}`],
-    pids: [], stop: () => Promise.resolve(),
-  }),
-  // MQTT through a real Mosquitto (anonymous here: the benchmark measures throughput, not its ACLs).
-  mosquitto: async ([port]) => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'bpfleet-bench-mosquitto-'));
-    const pw = path.join(dir, 'controller-password');
-    writeFileSync(pw, 'bench\n');
-    const broker = new Mosquitto({ dir, port: port! });
-    await broker.start();
-    return {
-      controllerArgs: ['--mqtt', broker.url, '--mqtt-password-file', pw], agentArgs: ['--transport', 'mqtt', '--mqtt', broker.url],
-      pids: [{ name: 'mosquitto', pid: broker.pid! }],
-      stop: async () => { await broker.stop(); rmSync(dir, { recursive: true, force: true }); },
-    };
-  },
-};
-const transports = opt.transport.split(',');
-for (const t of transports) if (!TRANSPORTS[t]) throw new Error(`--transport ${t}: known are ${Object.keys(TRANSPORTS).join(', ')}`);
+const transports = parseTransports(opt.transport);
 
 // ---- one storm -----------------------------------------------------------------------------------
 
