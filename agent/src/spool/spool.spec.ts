@@ -303,3 +303,38 @@ describe('an idle spool', () => {
     expect(vi.getTimerCount()).toBe(1);
   });
 });
+
+describe('spool replay of large segments (read a chunk at a time)', () => {
+  it('records across chunk boundaries, one larger than a chunk, damage past the first chunk: all else intact, in order', async () => {
+    const dir = tempDir('chunks');
+    let spool = await openSpool(dir, { segmentBytes: 4 << 20, sync: 'none' });
+    const model = new SentModel();
+    // Sizes from a few hundred bytes to 264 KiB (3,000 records of 88 bytes: more than the
+    // reader's 256 KiB chunk), in an order that puts record edges everywhere in the chunks.
+    const counts = [1, 7, 3000, 40, 2, 999, 5, 1500, 3, 3000, 11, 600, 1, 2500, 9];
+    for (let round = 0; round < 3; round++) for (const c of counts) await model.append(spool, S, makeBatch(c));
+    await spool.close();
+    const files = segmentFiles(dir);
+    expect(files).toHaveLength(1);
+    // One flipped byte in a batch that starts past the first 1 MiB.
+    let at = 0;
+    let victim = -1;
+    for (let i = 0; i < model.batches.length; i++) {
+      const len = recordBytes(S, makeBatch(model.batches[i]!.count));
+      if (at > 1 << 20 && model.batches[i]!.count >= 40) { victim = i; break; }
+      at += len;
+    }
+    expect(victim).toBeGreaterThan(0);
+    const f = fs.readFileSync(files[0]!);
+    f.writeUInt8(f.readUInt8(at + 500) ^ 0x01, at + 500);
+    fs.writeFileSync(files[0]!, f);
+
+    const log: string[] = [];
+    spool = await openSpool(dir, { segmentBytes: 4 << 20, log });
+    const replayed = await collect(spool.replay());
+    expect(replayed).toEqual(model.batches.filter((_, i) => i !== victim));
+    expect(spool.stats()).toMatchObject({ corrupt: 1, tornBytes: 0 });
+    expect(spool.stats().streams[0]!.corrupt).toBe(model.batches[victim]!.count);
+    expect(log.some((l) => l.includes(`offset ${at}`) && l.includes('corrupt'))).toBe(true);
+  });
+});
