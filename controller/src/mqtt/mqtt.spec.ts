@@ -97,17 +97,19 @@ describe('in-process port (the bridge on the embedded broker\'s bus)', () => {
         across--;
       });
       const N = 60;
-      await Promise.all(devices.map(async (id) => {
+      // Both connected first, so that both devices' messages are there at once (a slow connect
+      // of one on a loaded machine cannot let the other's 60 x 5 ms pass alone).
+      for (const id of devices) {
         const c = mqtt.connect(`mqtt://127.0.0.1:${new URL(broker.url).port}`, { clientId: id, username: id, password: id, reconnectPeriod: 0 });
         clients.push(c);
         await new Promise<void>((res, rej) => { c.once('connect', () => res()); c.once('error', rej); });
-        // All N written at once: aedes parses several from one read and hands them over together.
-        await Promise.all(Array.from({ length: N }, (_, i) => {
-          const b = Buffer.alloc(4);
-          b.writeUInt32BE(i);
-          return c.publishAsync(deviceTopic(id, 'up'), b, { qos: 1 });
-        }));
-      }));
+      }
+      // All N written at once: aedes parses several from one read and hands them over together.
+      await Promise.all(devices.map((id, d) => Promise.all(Array.from({ length: N }, (_, i) => {
+        const b = Buffer.alloc(4);
+        b.writeUInt32BE(i);
+        return clients[d]!.publishAsync(deviceTopic(id, 'up'), b, { qos: 1 });
+      }))));
       const deadline = Date.now() + 10_000;
       while (devices.some((d) => (seen.get(d)?.length ?? 0) < N) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       for (const d of devices) expect(seen.get(d), d).toEqual(Array.from({ length: N }, (_, i) => i));
