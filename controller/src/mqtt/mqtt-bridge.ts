@@ -50,8 +50,8 @@ export interface MqttBridgeCounters {
   dropped: number;
   /** Results of commands another controller sent (several controllers). */
   foreignResults: number;
-  /** Times the bridge lost the broker and got it back (external brokers). */
-  reconnects: number;
+  /** Times the bridge lost the broker and got it back (external brokers): the port's own count. */
+  readonly reconnects: number;
   /** Messages being handled now (a gauge), and their bytes: what the controller holds in memory for the broker. */
   inFlight: number;
   inFlightBytes: number;
@@ -64,10 +64,7 @@ interface DeviceState {
 }
 
 export class MqttBridge {
-  readonly counters: MqttBridgeCounters = {
-    received: 0, malformed: 0, refused: 0, sessionsOpened: 0, sessionsAdopted: 0, sessionsEnded: 0, published: 0, dropped: 0,
-    foreignResults: 0, reconnects: 0, inFlight: 0, inFlightBytes: 0,
-  };
+  readonly counters: MqttBridgeCounters;
   private readonly devices = new Map<string, DeviceState>();
   private deviceRows = new Map<string, DeviceRow>();
   private pendingOut = 0;
@@ -77,6 +74,11 @@ export class MqttBridge {
   private readonly malformedLogged = new Set<string>();
 
   constructor(private readonly opts: MqttBridgeOptions) {
+    const port = opts.port;
+    this.counters = {
+      received: 0, malformed: 0, refused: 0, sessionsOpened: 0, sessionsAdopted: 0, sessionsEnded: 0, published: 0, dropped: 0,
+      foreignResults: 0, get reconnects() { return port.reconnects; }, inFlight: 0, inFlightBytes: 0,
+    };
     this.root = opts.root ?? TOPIC_ROOT;
     this.log = opts.fleet.log;
   }
@@ -112,7 +114,6 @@ export class MqttBridge {
     } finally {
       c.inFlight--;
       c.inFlightBytes -= payload.length;
-      c.reconnects = this.opts.port.reconnects;
     }
   }
 

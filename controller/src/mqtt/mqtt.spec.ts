@@ -14,6 +14,7 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import { loadTcpstates, seqBatch } from '../store/tcpstates-fixture.js';
 import { x86Facts } from '../server/test-agent.js';
 import { mosquittoAclText, mosquittoPasswdText, mosquittoPasswordHash } from './mosquitto-files.js';
+import { MqttBridge } from './mqtt-bridge.js';
 import { renderMqttMetrics } from './mqtt-metrics.js';
 import { startEmbeddedBroker } from './embedded-broker.js';
 import { InProcessPort } from './inprocess-port.js';
@@ -126,6 +127,17 @@ describe('in-process port (the bridge on the embedded broker\'s bus)', () => {
       await port.close();
       await broker.close();
     }
+  });
+});
+
+describe('bridge counters', () => {
+  it('report the port\'s reconnects as they happen, not when the next message comes', () => {
+    const port = { reconnects: 0, start: () => Promise.resolve(), publish: (_t: string, _p: Buffer, done: () => void) => done(), close: () => Promise.resolve() };
+    const log: FleetLog = { info: () => undefined, warn: () => undefined, error: () => undefined };
+    const bridge = new MqttBridge({ fleet: { log } as unknown as Fleet, port });
+    port.reconnects = 2;
+    expect(bridge.counters.reconnects).toBe(2);
+    expect(renderMqttMetrics({ bridge: bridge.counters })).toContain('\nbpfleet_mqtt_reconnects_total 2\n');
   });
 });
 
